@@ -1,0 +1,136 @@
+"""Configs and profiles.
+
+Every knob lives in a dataclass. A *profile* (``smoke`` | ``book`` | ``full``) fills them in:
+``smoke`` runs in seconds (tests, nbval), ``book`` is the default (~3 min per model on a 2-core
+CPU), ``full`` is the 30→15 UCF101 setting for a GPU. Pick one with ``VIDPRED_PROFILE`` or pass
+it explicitly; nothing else differs between a CI build and a GPU build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CLASSES: tuple[str, ...] = ("PushUps", "PullUps", "BenchPress", "Lunges", "WallPushups")
+PROFILES: tuple[str, ...] = ("smoke", "book", "full")
+DEFAULT_PROFILE = "book"
+
+
+@dataclass
+class DataConfig:
+    source: str = "synthetic"  # "synthetic" | "ucf101"
+    data_dir: str | None = None  # UCF101 root (original or Kaggle layout)
+    cache_dir: str = "data/cache"
+    classes: tuple[str, ...] = CLASSES
+    image_size: int = 64
+    n_context: int = 30
+    n_future: int = 15
+    frame_step: int = 1  # keep every k-th decoded frame when cutting windows
+    window_stride: int = 15  # frames between the starts of two windows of one clip
+    split: str = "group"  # "group" (leakage-free, by actor) | "kaggle" (the folders as given)
+    # synthetic data only
+    clips_per_class: int = 24
+    clip_length: int = 90
+    n_actors: int = 12
+    seed: int = 0
+
+    @property
+    def window_length(self) -> int:
+        return self.n_context + self.n_future
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 400
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    amp: bool = True  # only acts on CUDA: bf16 where supported, else fp16 + GradScaler
+    compile: bool = False  # torch.compile; worth it on a GPU, not on a 2-core CPU
+    eval_every: int = 100
+    eval_batches: int = 8
+    checkpoint_every: int = 100
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class Profile:
+    name: str
+    data: DataConfig
+    train: TrainConfig
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def model_config(self, model: str) -> dict[str, Any]:
+        return dict(self.models.get(model, {}))
+
+    def train_config(self, model: str) -> TrainConfig:
+        return dataclasses.replace(self.train, **self.train_overrides.get(model, {}))
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile called ``name``, or the one named by ``VIDPRED_PROFILE`` (default ``book``)."""
+    name = name or os.environ.get("VIDPRED_PROFILE", DEFAULT_PROFILE)
+    if name == "smoke":
+        return Profile(
+            name,
+            DataConfig(clips_per_class=4, n_actors=4, clip_length=60),
+            TrainConfig(steps=30, batch_size=4, warmup_steps=3, eval_every=15, eval_batches=2,
+                        checkpoint_every=15),
+            models={
+                "convlstm": dict(hidden=(8,), patch_size=4),
+                "predrnn": dict(hidden=(8,), patch_size=4),
+                "transformer": dict(dim=32, depth=1, heads=2, patch_size=16),
+            },
+        )
+    if name == "book":
+        return Profile(
+            name,
+            DataConfig(),
+            TrainConfig(steps=360, batch_size=8, lr=2e-3, warmup_steps=20, eval_every=60),
+            models={
+                "convlstm": dict(hidden=(32, 32), patch_size=4),
+                "predrnn": dict(hidden=(16, 16), patch_size=4),
+                "transformer": dict(dim=64, depth=4, heads=4, patch_size=16),
+            },
+            train_overrides={"transformer": dict(steps=900, lr=1e-3, warmup_steps=60, eval_every=150)},
+        )
+    if name == "full":
+        return Profile(
+            name,
+            DataConfig(source="ucf101", frame_step=2, window_stride=10),
+            TrainConfig(steps=50_000, batch_size=16, lr=1e-3, warmup_steps=1000, eval_every=2000,
+                        eval_batches=50, checkpoint_every=2000, num_workers=4, compile=True),
+            models={
+                "convlstm": dict(hidden=(64, 64, 64, 64), patch_size=4, kernel_size=5),
+                "predrnn": dict(hidden=(128, 128, 128, 128), patch_size=4, kernel_size=5,
+                                decouple_beta=0.1, reverse_scheduled_sampling=True),
+                "transformer": dict(dim=256, depth=8, heads=8, patch_size=8),
+            },
+        )
+    raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A JSON-able dict of a dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(obj)))
+
+
+def config_hash(*parts: Any) -> str:
+    """A short, stable hash of JSON-able config parts (dataclasses allowed)."""
+    plain = [to_dict(p) if dataclasses.is_dataclass(p) else p for p in parts]
+    text = json.dumps(plain, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def project_dir() -> Path:
+    """Where runs and caches go: ``VIDPRED_HOME`` or the current directory."""
+    return Path(os.environ.get("VIDPRED_HOME", "."))
