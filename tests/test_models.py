@@ -1,0 +1,184 @@
+"""Every predictor honours the contract: shapes, gradients, causality, overfitting, sampling, state."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from vidpred.config import get_profile
+from vidpred.models import BASELINES, LEARNED, MODELS, build, count_flops
+from vidpred.models.base import RecurrentPredictor, truth_masks
+
+SMOKE = get_profile("smoke")
+VARIANTS = {
+    "convlstm": SMOKE.model_config("convlstm"),
+    "predrnn": SMOKE.model_config("predrnn"),
+    "predrnn_v2": {**SMOKE.model_config("predrnn"), "decouple_beta": 0.1, "reverse_scheduled_sampling": True},
+    "transformer": SMOKE.model_config("transformer"),
+}
+
+
+def make(variant: str):
+    torch.manual_seed(0)
+    return build(variant.split("_v2")[0], **VARIANTS[variant])
+
+
+def clips(batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 30, 1, 64, 64, generator=g), torch.rand(batch, 15, 1, 64, 64, generator=g)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "book", "full"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_output_shape_and_range(name, profile):
+    model = build(name, **get_profile(profile).model_config(name)).eval()
+    context, _ = clips(1)
+    with torch.no_grad():
+        out = model(context, 15)
+    assert out.shape == (1, 15, 1, 64, 64)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_baselines_values():
+    context = torch.rand(2, 30, 1, 64, 64)
+    assert torch.equal(build("copy_last")(context, 3), context[:, -1:].expand(-1, 3, -1, -1, -1))
+    assert torch.allclose(build("context_mean")(context, 3)[:, 2], context.mean(1))
+    ramp = torch.linspace(0, 0.29, 30).view(1, 30, 1, 1, 1).expand(1, 30, 1, 4, 4)
+    assert torch.allclose(build("linear")(ramp, 2)[0, :, 0, 0, 0], torch.tensor([0.30, 0.31]), atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_gradients_reach_every_parameter(variant):
+    model = make(variant).train()
+    loss, logs = model.training_loss(*clips(), progress=0.3)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient reaches {missing}"
+    if variant == "predrnn_v2":
+        assert logs["aux"] > 0
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_prediction_does_not_depend_on_how_many_frames_are_asked(variant):
+    model = make(variant).eval()
+    context, _ = clips()
+    with torch.no_grad():
+        assert torch.allclose(model(context, 5), model(context, 15)[:, :5], atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["convlstm", "predrnn", "predrnn_v2"])
+def test_recurrent_rollout_is_causal(variant):
+    """With ground truth fed in, the prediction of frame t never sees frame t or later."""
+    model = make(variant).eval()
+    context, future = clips()
+    all_true = (torch.ones(2, 30, dtype=torch.bool), torch.ones(2, 15, dtype=torch.bool))
+    with torch.no_grad():
+        base, _ = model.rollout(context, future, 15, all_true)  # predictions of frames 1 … 44
+        for j in (10, 29, 33):  # a context frame, the last context frame, a future frame
+            frames = torch.cat([context, future], 1).clone()
+            frames[:, j] += 0.5
+            changed, _ = model.rollout(frames[:, :30], frames[:, 30:], 15, all_true)
+            assert torch.equal(changed[:, :j], base[:, :j]), f"a prediction before frame {j} saw frame {j}"
+            assert not torch.allclose(changed[:, j], base[:, j]), f"frame {j + 1} ignores frame {j}"
+
+
+def test_transformer_sees_only_the_context():
+    model = make("transformer").eval()
+    context, _ = clips()
+    with torch.no_grad():
+        base = model(context, 15)
+        later = context.clone()
+        later[:, -1] += 0.3
+        assert not torch.allclose(model(later, 15), base)  # the last context frame matters
+    with pytest.raises(ValueError, match="built for 30 context frames"):
+        model(context[:, :20], 15)
+
+
+def test_truth_masks_follow_the_schedules():
+    def mask(progress, reverse):
+        return truth_masks(progress, 4000, 30, 15, stop=0.5, reverse=reverse, device=torch.device("cpu"))
+
+    context, future = mask(0.0, False)
+    assert context.all() and future.all()  # teacher forcing at the start
+    context, future = mask(1.0, False)
+    assert context.all() and not future.any()  # free-running at the end
+    context, future = mask(0.25, False)
+    assert abs(future.float().mean() - 0.5) < 0.03
+    context, future = mask(0.0, True)  # reverse: half the context is the model's own
+    assert context[:, 0].all() and abs(context[:, 1:].float().mean() - 0.5) < 0.03
+    assert abs(future.float().mean() - 0.5) < 0.03
+    context, future = mask(1.0, True)
+    assert context.all() and not future.any()
+
+
+@pytest.mark.parametrize("variant", ["convlstm", "predrnn_v2"])
+def test_training_at_progress_one_is_inference(variant):
+    model = make(variant).eval()  # eval: no decoupling term, same arithmetic as inference
+    context, future = clips()
+    assert isinstance(model, RecurrentPredictor)
+    masks = model.masks(1.0, context, 15)
+    with torch.no_grad():
+        trained, _ = model.rollout(context, future, 15, masks)
+        assert torch.allclose(trained[:, 29:].clamp(0, 1), model(context, 15), atol=1e-6)
+        teacher, _ = model.rollout(context, future, 15, model.masks(0.0, context, 15))
+        if variant == "convlstm":  # progress 0 without reverse sampling: the future is fed in
+            forced, _ = model.rollout(context, future, 15, (torch.ones(2, 30, dtype=torch.bool),
+                                                             torch.ones(2, 15, dtype=torch.bool)))
+            assert torch.equal(teacher, forced)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_overfits_one_batch(variant):
+    torch.manual_seed(0)
+    model = make(variant).train()
+    from vidpred.data import windows
+
+    data = windows(SMOKE.data)["train"]
+    context, future = (torch.stack(t) for t in zip(data[0], data[7]))
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses = []
+    for step in range(150):  # teacher forcing first, free-running (as at inference) for the second half
+        loss, _ = model.training_loss(context, future, progress=min(1.0, step / 75))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        final = torch.mean((model(context, 15) - future) ** 2).item()
+    first = torch.mean((make(variant).eval()(context, 15) - future) ** 2).item()
+    assert final < first / 10, f"loss fell only from {first:.4f} to {final:.4f}"
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_state_dict_round_trip(variant):
+    model = make(variant).eval()
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    torch.manual_seed(123)
+    twin = build(variant.split("_v2")[0], **VARIANTS[variant]).eval()
+    twin.load_state_dict(torch.load(buffer, weights_only=True))
+    context, _ = clips()
+    with torch.no_grad():
+        assert torch.equal(model(context, 15), twin(context, 15))
+
+
+def test_flops_are_counted_for_attention_and_convolutions():
+    transformer = build("transformer", **VARIANTS["transformer"])
+    convlstm = build("convlstm", **VARIANTS["convlstm"])
+    assert count_flops(transformer) > 0 and count_flops(convlstm) > 0
+    # Doubling the attention width (dim) more than doubles the counted FLOPs.
+    wide = build("transformer", **{**VARIANTS["transformer"], "dim": 64})
+    assert count_flops(wide) > 2 * count_flops(transformer)
+    assert all(count_flops(build(b)) == 0 for b in BASELINES)
+
+
+def test_registry_errors_are_clear():
+    with pytest.raises(ValueError, match="unknown model 'lstm'"):
+        build("lstm")
+    with pytest.raises(ValueError, match="convlstm has no option depth"):
+        build("convlstm", depth=3)
+    assert set(LEARNED) <= set(MODELS)
