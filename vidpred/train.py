@@ -1,0 +1,352 @@
+"""A small trainer: AdamW, warm-up + cosine, clipping, AMP, resumable checkpoints, DDP.
+
+``fit(model, data, cfg, out_dir)`` is all a chapter or the CLI calls. Under
+``torchrun --nproc_per_node=K`` it trains with DistributedDataParallel; only rank 0 logs and writes.
+Batches are a pure function of (seed, step), so a resumed run sees exactly the batches an
+uninterrupted run would have seen, mid-epoch too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from .config import DataConfig, TrainConfig, config_hash, to_dict
+from .data.windows import WindowDataset
+from .models import Predictor, build
+from .utils import atomic_write
+
+CHECKPOINT_VERSION = 1
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint was made with another config than the one asked for."""
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    steps: int
+    train_seconds: float
+    history: list[dict] = field(default_factory=list)  # every log record (train and val)
+    best_val_mse: float = math.inf
+    resumed_from: int = 0
+    reused: bool = False  # load-or-train found a finished run
+
+
+# ---------------------------------------------------------------------------- distributed helpers
+def dist_info() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", dist_info()[1])
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Batch indices for steps ``start … steps − 1``: epoch e is a permutation seeded by (seed, e).
+
+    With ``world_size`` > 1 each rank takes every ``world_size``-th index of the global batch of
+    ``batch_size · world_size`` (what DistributedSampler does per epoch, here per step, so a run can
+    stop and resume anywhere inside an epoch).
+    """
+
+    def __init__(self, n: int, batch_size: int, steps: int, seed: int, start: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        global_batch = batch_size * world_size
+        if n < global_batch:
+            raise ValueError(f"{n} training windows cannot fill a batch of {global_batch}")
+        self.n, self.batch_size, self.steps, self.seed = n, batch_size, steps, seed
+        self.start, self.rank, self.world_size = start, rank, world_size
+        self.per_epoch = n // global_batch
+
+    def batch(self, step: int) -> list[int]:
+        epoch, position = divmod(step, self.per_epoch)
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        global_batch = self.batch_size * self.world_size
+        chunk = order[position * global_batch : (position + 1) * global_batch]
+        return chunk[self.rank :: self.world_size].tolist()
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            yield self.batch(step)
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+
+class LossModule(nn.Module):
+    """Wraps ``model.training_loss`` as ``forward`` so DDP and torch.compile see the training step."""
+
+    def __init__(self, model: Predictor):
+        super().__init__()
+        self.model = model
+
+    def forward(self, context, future, progress: float):
+        return self.model.training_loss(context, future, progress)
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``cfg.lr``, then cosine decay to 5 % of it."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16 (with a GradScaler); None on CPU or when disabled."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def run_identity(model: Predictor, data_cfg: DataConfig, train_cfg: TrainConfig) -> dict:
+    """What a checkpoint must match to be reused: the model, its config, the data and the training."""
+    return {"model": model.name, "model_config": model.config_dict(), "data_config": to_dict(data_cfg),
+            "train_config": to_dict(train_cfg)}
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: written to a temporary file in the same folder, then renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda handle: torch.save(state, handle))
+
+
+def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="cpu") -> dict:
+    """Load safely (``weights_only=True``); with ``expect``, any config difference is an error."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # a truncated or foreign file
+        raise ValueError(f"{path} is not a readable vidpred checkpoint: {err}") from err
+    if not isinstance(state, dict) or "model" not in state or "state_dict" not in state:
+        raise ValueError(f"{path} is not a vidpred checkpoint (no model name or weights in it)")
+    if expect is not None:
+        differences = [
+            f"{key}.{name}: checkpoint {state[key].get(name)!r} vs asked {value!r}"
+            for key in ("model_config", "data_config", "train_config") if key in expect
+            for name, value in expect[key].items() if state.get(key, {}).get(name) != value
+        ]
+        if state["model"] != expect.get("model", state["model"]):
+            differences.insert(0, f"model: checkpoint {state['model']!r} vs asked {expect['model']!r}")
+        if differences:
+            raise CheckpointMismatch(f"{path} was trained with another config:\n  " + "\n  ".join(differences))
+    return state
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Predictor, dict]:
+    """The trained model in eval mode, and its checkpoint (config, step, timings)."""
+    state = load_checkpoint(path)
+    model = build(state["model"], **state["model_config"])
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval(), state
+
+
+# ------------------------------------------------------------------------------------- training
+@torch.no_grad()
+def validation_mse(model: Predictor, dataset: WindowDataset, batch_size: int, max_batches: int,
+                   device: torch.device) -> float:
+    """Mean per-pixel MSE of the future frames over the first ``max_batches`` batches."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for i, (context, future) in enumerate(loader):
+        if i >= max_batches:
+            break
+        prediction = model(context.to(device), future.shape[1])
+        total += torch.mean((prediction.float() - future.to(device)) ** 2, dim=(1, 2, 3, 4)).sum().item()
+        count += len(context)
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def _scalar_logs(logs: dict) -> dict:
+    return {k: float(v) for k, v in logs.items()}
+
+
+def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | None, cfg: TrainConfig,
+        out_dir: str | Path, data_cfg: DataConfig | None = None, resume: bool = True,
+        device: str = "auto", progress: bool = True, stop_after: int | None = None) -> TrainResult:
+    """Train ``model`` for ``cfg.steps`` steps, writing ``last.pt``, ``best.pt`` and ``log.jsonl``.
+
+    With ``resume`` and a ``last.pt`` of the same config in ``out_dir``, training continues from it
+    exactly. ``stop_after`` ends the run early after that many steps of this call (as an interruption
+    would), for tests and for the book's resume demonstration.
+    """
+    out_dir = Path(out_dir)
+    rank, _, world_size = dist_info()
+    distributed = world_size > 1
+    dev = pick_device(device)
+    if distributed and not torch.distributed.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    main_process = rank == 0
+    identity = run_identity(model, data_cfg or DataConfig(), cfg)
+    last_path, best_path, log_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "log.jsonl"
+
+    torch.manual_seed(cfg.seed + rank)
+    model.to(dev).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    dtype = amp_dtype(dev, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    start, train_seconds, best = 0, 0.0, math.inf
+    history: list[dict] = []
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path, expect=identity)
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start, train_seconds, best = state["step"], state["train_seconds"], state["best_val_mse"]
+        torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        if log_path.exists():
+            history = [r for r in map(json.loads, log_path.read_text().splitlines()) if r["step"] < start]
+    resumed_from = start
+
+    step_module: nn.Module = LossModule(model)
+    if distributed:
+        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if cfg.compile:
+        step_module = torch.compile(step_module)
+
+    sampler = StepBatchSampler(len(train_data), cfg.batch_size, cfg.steps, cfg.seed, start, rank, world_size)
+    # Its own generator: creating the loader must not draw from the global RNG that resumes exactly.
+    loader = DataLoader(train_data, batch_sampler=sampler, num_workers=cfg.num_workers,
+                        pin_memory=dev.type == "cuda", generator=torch.Generator())
+
+    def checkpoint(step: int, path: Path) -> None:
+        rng = torch.get_rng_state()
+        if distributed:  # every rank's generator, so scheduled sampling resumes exactly on each
+            gathered = [torch.empty_like(rng) for _ in range(world_size)]
+            torch.distributed.all_gather_object(gathered, rng)
+        else:
+            gathered = [rng]
+        if main_process:
+            save_checkpoint(path, {
+                "version": CHECKPOINT_VERSION, **identity, "state_dict": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
+                "train_seconds": train_seconds, "best_val_mse": best, "rng": gathered,
+                "torch_version": str(torch.__version__), "device": str(dev),
+            })
+
+    def log(record: dict) -> None:
+        history.append(record)
+        if main_process:
+            with open(log_path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    if main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+    bar = None
+    if progress and main_process:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {model.name}", unit="step", leave=False)
+    step = start
+    tic = time.perf_counter()
+    try:
+        for context, future in loader:
+            if stop_after is not None and step - resumed_from >= stop_after:
+                break
+            context, future = context.to(dev, non_blocking=True), future.to(dev, non_blocking=True)
+            lr = learning_rate(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            autocast = torch.autocast(dev.type, dtype=dtype) if dtype else contextlib.nullcontext()
+            with autocast:
+                loss, logs = step_module(context, future, step / cfg.steps)
+            if not torch.isfinite(loss):
+                kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written yet"
+                raise TrainingDiverged(f"{model.name}: loss is {loss.item()} at step {step}; stopped, {kept}. "
+                                       "Try a lower learning rate or a longer warm-up.")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            train_seconds += time.perf_counter() - tic
+            tic = time.perf_counter()
+            log({"kind": "train", "step": step - 1, "loss": loss.item(), "lr": lr,
+                 "grad_norm": float(grad_norm), "seconds": round(train_seconds, 4), **_scalar_logs(logs)})
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if val_data is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                val = validation_mse(model, val_data, cfg.batch_size, cfg.eval_batches, dev)
+                log({"kind": "val", "step": step - 1, "val_mse": val, "seconds": round(train_seconds, 4)})
+                if val < best:
+                    best = val
+                    checkpoint(step, best_path)
+                tic = time.perf_counter()
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                checkpoint(step, last_path)
+                tic = time.perf_counter()
+    finally:
+        if bar is not None:
+            bar.close()
+    if step != resumed_from and step % cfg.checkpoint_every != 0 and step != cfg.steps:
+        checkpoint(step, last_path)  # an early stop keeps its progress
+    if distributed:
+        torch.distributed.barrier()
+    return TrainResult(out_dir, step, train_seconds, history, best, resumed_from)
+
+
+def run_dir(root: str | Path, model: Predictor, data_cfg: DataConfig, train_cfg: TrainConfig) -> Path:
+    """``root/<model>-<hash of the run identity>``: one folder per distinct config."""
+    return Path(root) / f"{model.name}-{config_hash(run_identity(model, data_cfg, train_cfg))}"
+
+
+def load_or_train(model: Predictor, datasets: dict[str, WindowDataset], cfg: TrainConfig, data_cfg: DataConfig,
+                  root: str | Path = "runs", progress: bool = True, device: str = "auto") -> TrainResult:
+    """Reuse the finished run of this exact config under ``root``, resume a partial one, or train.
+
+    The model is left on its device with the trained weights loaded, in eval mode.
+    """
+    out_dir = run_dir(root, model, data_cfg, cfg)
+    last = out_dir / "last.pt"
+    if last.exists():
+        state = load_checkpoint(last, expect=run_identity(model, data_cfg, cfg))
+        if state["step"] >= cfg.steps:
+            model.load_state_dict(state["state_dict"])
+            model.to(pick_device(device)).eval()
+            history = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+            return TrainResult(out_dir, state["step"], state["train_seconds"], history,
+                               state["best_val_mse"], state["step"], reused=True)
+    result = fit(model, datasets["train"], datasets.get("val"), cfg, out_dir, data_cfg,
+                 progress=progress, device=device)
+    model.eval()
+    return result
+
+
+def read_log(out_dir: str | Path) -> list[dict]:
+    """The records of ``log.jsonl`` in ``out_dir``."""
+    path = Path(out_dir) / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
