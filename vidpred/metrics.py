@@ -1,0 +1,111 @@
+"""MSE, MAE, PSNR and SSIM on [0, 1] frames, batched in torch, per frame and per horizon.
+
+SSIM follows Wang et al. (2004) as scikit-image computes it with ``gaussian_weights=True,
+sigma=1.5, use_sample_covariance=False, data_range=1``: an 11-tap gaussian window, and the mean
+over the positions where the window fits inside the frame. (OpenSTL leaves out ``data_range`` and
+so reports inflated SSIM; we don't.) The literature's "MSE per frame" is the per-pixel MSE times the
+number of pixels (×4096 at 64×64); both are reported.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+METRICS = ("mse", "mae", "psnr", "ssim")
+
+
+def _frames(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, C, H, W) or (T, H, W) or (H, W) -> (N, C, H, W) float64-safe view for metrics."""
+    if x.dim() == 2:
+        x = x[None, None]
+    elif x.dim() == 3:
+        x = x[:, None]
+    elif x.dim() == 5:
+        x = x.flatten(0, 1)
+    return x.float()
+
+
+def _check(prediction: torch.Tensor, target: torch.Tensor) -> None:
+    if prediction.shape != target.shape:
+        raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape")
+
+
+def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel MSE of each frame: (B, T) for (B, T, C, H, W) inputs."""
+    _check(prediction, target)
+    return ((prediction.float() - target.float()) ** 2).flatten(-3).mean(-1)
+
+
+def mae(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    _check(prediction, target)
+    return (prediction.float() - target.float()).abs().flatten(-3).mean(-1)
+
+
+def psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR in dB of each frame (identical frames are capped at 100 dB)."""
+    error = mse(prediction, target).clamp_min(1e-10)
+    return (10 * torch.log10(data_range**2 / error)).clamp_max(100.0)
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return torch.outer(g, g)  # (size, size)
+
+
+def ssim(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """SSIM of each frame, shape of the inputs minus (C, H, W); channels are averaged."""
+    _check(prediction, target)
+    lead = prediction.shape[:-3] if prediction.dim() >= 4 else prediction.shape[:-2]
+    x, y = _frames(prediction).double(), _frames(target).double()
+    channels = x.shape[1]
+    window = gaussian_window().to(x.device).expand(channels, 1, -1, -1)
+
+    def blur(z: torch.Tensor) -> torch.Tensor:  # valid positions only, as scikit-image crops them
+        return F.conv2d(z, window, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(dim=(-3, -2, -1)).float().reshape(lead)
+
+
+def frame_metrics(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every metric per frame: each (B, T) for (B, T, 1, H, W) inputs."""
+    return {"mse": mse(prediction, target), "mae": mae(prediction, target),
+            "psnr": psnr(prediction, target), "ssim": ssim(prediction, target)}
+
+
+class MetricAccumulator:
+    """Sums per-horizon metrics over batches; ``result()`` gives means overall and per horizon."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.pixels = 0
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        for name, values in frame_metrics(prediction, target).items():
+            total = values.double().sum(0).cpu()  # (T,)
+            self.sums[name] = self.sums[name] + total if name in self.sums else total
+        self.count += prediction.shape[0]
+        self.pixels = prediction.shape[-1] * prediction.shape[-2]
+
+    def result(self) -> dict:
+        if self.count == 0:
+            raise ValueError("no batch was added")
+        out: dict = {}
+        for name, total in self.sums.items():
+            per_horizon = (total / self.count).tolist()
+            out[name] = sum(per_horizon) / len(per_horizon)
+            out[f"{name}_per_horizon"] = per_horizon
+        out["mse_per_frame_sum"] = out["mse"] * self.pixels  # the literature's scale
+        return out
+
