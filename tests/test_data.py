@@ -8,13 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import CLASSES, write_avi
+
 from vidpred.config import DataConfig, get_profile
 from vidpred.data import WindowDataset, load_splits
 from vidpred.data.synthetic import generate
-from vidpred.data.ucf101 import (VideoError, assign_splits, decode_video, detect_layout, find_clips,
-                                 parse_name, prepare)
+from vidpred.data.ucf101 import VideoError, assign_splits, decode_video, detect_layout, find_clips, parse_name, prepare
 
 
 def cfg_for(root, tmp_path, **kw) -> DataConfig:
@@ -117,7 +116,7 @@ def test_load_splits_ucf101_windows(kaggle_layout, tmp_path):
     data = WindowDataset.from_config(splits["train"], cfg)
     context, future = data[0]
     assert context.shape == (20, 1, 64, 64) and future.shape == (10, 1, 64, 64)
-    assert context.dtype == torch.float32 and 0 <= context.min() and context.max() <= 1
+    assert context.dtype == torch.float32 and context.min() >= 0 and context.max() <= 1
 
 
 def test_kagglehub_download_finds_the_layout(kaggle_layout, monkeypatch):

@@ -95,7 +95,7 @@ def get_profile(name: str | None = None) -> Profile:
         return Profile(
             name,
             DataConfig(),
-            TrainConfig(steps=360, batch_size=8, lr=2e-3, warmup_steps=20, eval_every=60),
+            TrainConfig(steps=360, batch_size=8, lr=3e-3, warmup_steps=20, eval_every=60),
             models={
                 "convlstm": dict(hidden=(32, 32), patch_size=4),
                 "predrnn": dict(hidden=(16, 16), patch_size=4),

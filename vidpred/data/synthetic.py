@@ -196,7 +196,7 @@ def generate(cfg: DataConfig) -> list[Clip]:
         for clip_index in range(cfg.clips_per_class):
             actor_id = clip_index % cfg.n_actors
             rng = np.random.default_rng([cfg.seed, class_index, clip_index])
-            motion = Motion(period=rng.uniform(18, 34), phase=rng.uniform(0, 2 * np.pi),
+            motion = Motion(period=rng.uniform(28, 56), phase=rng.uniform(0, 2 * np.pi),
                             amplitude=rng.uniform(0.65, 1.0), facing=int(rng.choice([-1, 1])))
             frames = render_clip(exercise, make_actor(cfg.seed, actor_id), motion,
                                  cfg.clip_length, cfg.image_size, rng)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..config import DataConfig, config_hash
 from ..utils import atomic_write
-from .windows import Clip, split_by_group
+from .windows import Clip
 
 KAGGLE_DATASET = "matthewjansen/ucf101-action-recognition"
 CLIP_NAME = re.compile(r"v_(?P<label>[A-Za-z]+)_g(?P<group>\d+)_c(?P<clip>\d+)", re.IGNORECASE)
