@@ -1,0 +1,156 @@
+"""The Gradio app: its functions, a gradio_client round trip, and a real browser (Chromium)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_avi
+
+from vidpred.app import AppError, build_app, load_models, predict_all, read_clip
+from vidpred.config import get_profile
+from vidpred.data import windows
+from vidpred.models import LEARNED, build
+from vidpred.train import fit, run_dir
+
+SMOKE = get_profile("smoke")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOT = Path(__file__).resolve().parents[1] / "book" / "_static" / "app.png"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """Tiny trained checkpoints of every learned model, laid out as `vidpred train` lays them out."""
+    root = tmp_path_factory.mktemp("runs")
+    data = windows(SMOKE.data)
+    cfg = dataclasses.replace(SMOKE.train, steps=2, batch_size=2, eval_every=2, checkpoint_every=2)
+    for name in LEARNED:
+        torch.manual_seed(0)
+        model = build(name, **SMOKE.model_config(name))
+        fit(model, data["train"], data["val"], cfg, run_dir(root, model, SMOKE.data, cfg), SMOKE.data, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_avi(tmp_path_factory.mktemp("clips") / "upload.avi", 60, size=(320, 240))
+
+
+def test_read_clip_preprocesses_like_training(clip, tmp_path):
+    frames, has_truth = read_clip(clip)
+    assert frames.shape == (45, 64, 64) and frames.dtype.name == "uint8" and has_truth
+    assert frames.max() > 150  # the bright square survives grayscale and INTER_AREA
+    short = write_avi(tmp_path / "short.avi", 35)
+    frames, has_truth = read_clip(short)  # enough context, not enough future: predictions without metrics
+    assert frames.shape == (30, 64, 64) and not has_truth
+    with pytest.raises(AppError, match="too short: 25 frames from frame 10 with step 2"):
+        read_clip(clip, start=10, frame_step=2)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("notes.txt", b"hello", "not a video file"),
+    ("fake.avi", b"RIFF0000AVI nothing here" * 20, "cannot be read as a video|no frame could be decoded"),
+    ("empty.mp4", b"", "cannot be read as a video|no frame could be decoded"),
+])
+def test_bad_uploads_get_clear_messages(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(AppError, match=message):
+        read_clip(path)
+
+
+def test_too_large_upload(tmp_path, monkeypatch):
+    import vidpred.app as app
+
+    path = write_avi(tmp_path / "big.avi", 40)
+    monkeypatch.setattr(app, "MAX_UPLOAD_BYTES", 1000)
+    with pytest.raises(AppError, match="too large"):
+        read_clip(path)
+
+
+def test_predict_all_runs_every_model(runs, clip):
+    models, note = load_models(runs)
+    assert set(LEARNED) <= set(models) and not note
+    frames, _ = read_clip(clip)
+    result = predict_all(frames, models)
+    assert {r["model"] for r in result.rows} == set(models)
+    for row in result.rows:
+        assert row["ms"] > 0 and 0 <= row["mse"] <= 1 and row["psnr"] > 0 and -1 <= row["ssim"] <= 1
+    assert all(p.shape == (15, 64, 64) for p in result.predictions.values())
+    copy_row = next(r for r in result.rows if r["model"] == "copy_last")
+    expected = ((frames[29:30].astype(float) - frames[30:].astype(float)) / 255) ** 2
+    assert copy_row["mse"] == pytest.approx(expected.mean(), rel=1e-4)
+
+
+def test_no_checkpoints_says_how_to_train(tmp_path):
+    models, note = load_models(tmp_path / "nothing")
+    assert set(models) == {"copy_last", "context_mean", "linear"}
+    assert "vidpred train --model all" in note
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(runs):
+    demo = build_app(runs, "smoke")
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_gradio_client_round_trip(server, clip, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    status, context, sheet, video, table, _plot = client.predict(handle_file(str(clip)), None, 0, 1, api_name="/predict")
+    assert "Metrics are against the next 15 real frames" in status
+    assert Path(video["video"] if isinstance(video, dict) else video).stat().st_size > 0
+    assert {row[0] for row in table["data"]} >= set(LEARNED) | {"copy_last"}
+    import imageio.v3 as iio
+
+    image = iio.imread(sheet["path"] if isinstance(sheet, dict) else sheet)
+    assert image.shape[0] >= 66 * (1 + 3 + 2 * len(LEARNED))  # truth, baselines, models and their errors
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(b"not a video at all")
+    status, *rest = client.predict(handle_file(str(bad)), None, 0, 1, api_name="/predict")
+    assert status.startswith("**Cannot use this clip.**") and "bad.avi" in status
+    context, sheet, video, table, _plot = rest
+    assert context is None and sheet is None and video is None and not table["data"]  # no stale results
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it where apt-get works)")
+def test_in_a_real_browser(server, clip, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1800})
+        page.goto(server)
+        page.locator("input[type=file]").first.set_input_files(str(clip))
+        page.get_by_role("button", name="Run all models").click()
+        status = page.locator("#status")
+        expect(status).to_contain_text("Metrics are against the next 15 real frames", timeout=60_000)
+        expect(page.locator("#metrics")).to_contain_text("transformer", timeout=10_000)
+        expect(page.locator("video").first).to_be_attached(timeout=10_000)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        bad = tmp_path / "broken.mp4"
+        bad.write_bytes(b"\x00" * 100)
+        page.reload()
+        page.locator("input[type=file]").first.set_input_files(str(bad))
+        page.get_by_role("button", name="Run all models").click()
+        expect(page.locator("#status")).to_contain_text("Cannot use this clip", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("broken.mp4")
+        browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
