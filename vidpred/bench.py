@@ -1,0 +1,141 @@
+"""Benchmarks behind ``vidpred bench data|models|train``; each returns a JSON-able dict."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import get_profile
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def write_test_avi(path: Path, n_frames: int = 300, size: tuple[int, int] = (320, 240), fps: float = 25.0) -> Path:
+    """A colour MJPG .avi with moving shapes, as UCF101's 320×240 clips are."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    for t in range(n_frames):
+        frame = background.copy()
+        cv2.circle(frame, (40 + (3 * t) % 240, 120), 30, (255, 200, 0), -1)
+        cv2.rectangle(frame, (100, 20 + t % 150), (160, 80 + t % 150), (0, 0, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def bench_data(profile: str | None = None) -> dict:
+    from .data.synthetic import generate
+    from .data.ucf101 import decode_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_test_avi(Path(tmp) / "bench.avi")
+        decode_video(path, 64)  # warm-up
+        times = []
+        for _ in range(5):
+            tic = time.perf_counter()
+            frames = decode_video(path, 64)
+            times.append(time.perf_counter() - tic)
+    cfg = get_profile(profile).data
+    tic = time.perf_counter()
+    clips = generate(cfg)
+    synth_seconds = time.perf_counter() - tic
+    return {"machine": machine(), "decode": {"video": "320x240 MJPG avi", "frames": len(frames),
+                                             "frames_per_s": len(frames) / float(np.median(times)),
+                                             "target_frames_per_s": 3000},
+            "synthetic": {"profile": get_profile(profile).name, "clips": len(clips), "frames_per_clip": cfg.clip_length,
+                          "seconds": synth_seconds, "clips_per_s": len(clips) / synth_seconds}}
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - tic) / 1e9
+
+
+def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms
+
+    prof = get_profile(profile)
+    peak = matmul_gflops()
+    rows = []
+    for name in (*BASELINES, *LEARNED):
+        torch.manual_seed(0)
+        model = build(name, **prof.model_config(name))
+        row = {"model": name, "params": count_parameters(model), "flops_per_clip": count_flops(model),
+               "inference_ms_per_clip": latency_ms(model, repeats=iters),
+               "inference_clips_per_s_batch8": batch / latency_ms(model, repeats=iters, batch=batch) * 1000}
+        if model.trainable:
+            context, future = torch.rand(batch, 30, 1, 64, 64), torch.rand(batch, 15, 1, 64, 64)
+            optimizer = torch.optim.AdamW(model.parameters())
+            model.train()
+            with FlopCounterMode(display=False) as counter:
+                loss, _ = model.training_loss(context, future, 0.5)
+                loss.backward()
+            step_flops = counter.get_total_flops()
+            times = []
+            for i in range(iters + 1):
+                tic = time.perf_counter()
+                loss, _ = model.training_loss(context, future, 0.5)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if i:
+                    times.append(time.perf_counter() - tic)
+            seconds = float(np.median(times))
+            row.update(train_iter_per_s=1 / seconds, train_clips_per_s=batch / seconds, train_flops_per_iter=step_flops,
+                       achieved_gflops=step_flops / seconds / 1e9, fraction_of_matmul=step_flops / seconds / 1e9 / peak)
+        rows.append(row)
+    return {"machine": machine(), "profile": prof.name, "batch": batch, "matmul_2048_gflops": peak, "models": rows}
+
+
+def bench_train(profile: str | None = None) -> dict:
+    """Train every learned model of the profile from scratch, as the book does, and time it."""
+    from .data import windows
+    from .models import LEARNED, build
+    from .train import fit, validation_mse
+
+    prof = get_profile(profile)
+    tic = time.perf_counter()
+    datasets = windows(prof.data)
+    data_seconds = time.perf_counter() - tic
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in LEARNED:
+            cfg = prof.train_config(name)
+            torch.manual_seed(cfg.seed)
+            model = build(name, **prof.model_config(name))
+            tic = time.perf_counter()
+            result = fit(model, datasets["train"], datasets["val"], cfg, Path(tmp) / name, prof.data, progress=False)
+            wall = time.perf_counter() - tic
+            rows.append({"model": name, "steps": result.steps, "batch_size": cfg.batch_size, "wall_s": wall,
+                         "steps_per_s": result.steps / result.train_seconds, "best_val_mse": result.best_val_mse,
+                         "test_mse": validation_mse(model, datasets["test"], 16, 10**9, torch.device("cpu"))})
+    return {"machine": machine(), "profile": prof.name, "data_seconds": data_seconds, "models": rows,
+            "total_wall_s": data_seconds + sum(r["wall_s"] for r in rows), "goal_total_wall_s": 600,
+            "train_configs": {n: dataclasses.asdict(prof.train_config(n)) for n in LEARNED}}
+
+
+def run(what: str, profile: str | None = None) -> dict:
+    return {"data": bench_data, "models": bench_models, "train": bench_train}[what](profile)

@@ -1,0 +1,224 @@
+"""``vidpred prepare | train | evaluate | generate | app | bench``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .config import PROFILES, Profile, get_profile
+
+
+def _profile(args) -> Profile:
+    profile = get_profile(args.profile)
+    data = profile.data
+    if getattr(args, "data", None):
+        data = dataclasses.replace(data, source=args.data)
+    if getattr(args, "data_dir", None):
+        data = dataclasses.replace(data, source="ucf101", data_dir=args.data_dir)
+    if getattr(args, "frame_step", None):
+        data = dataclasses.replace(data, frame_step=args.frame_step)
+    if getattr(args, "split", None):
+        data = dataclasses.replace(data, split=args.split)
+    if getattr(args, "download", False):
+        from .data.ucf101 import download_kaggle
+
+        data = dataclasses.replace(data, source="ucf101", data_dir=str(download_kaggle()))
+    profile.data = data
+    return profile
+
+
+def runs_root(args, profile: Profile) -> Path:
+    return Path(args.runs) if args.runs else Path("runs") / profile.name
+
+
+def cmd_prepare(args) -> int:
+    from .data import WindowDataset, load_splits
+
+    profile = _profile(args)
+    cfg = profile.data
+    skipped: dict[str, str] = {}
+    if cfg.source == "ucf101":
+        from .data.ucf101 import prepare
+
+        report = prepare(cfg, progress=True)
+        splits, skipped = report.clips, report.skipped
+        print(f"cache: {report.cache_dir}  (decoded {report.decoded}, reused {report.reused})")
+    else:
+        splits = load_splits(cfg)
+    print(f"{'split':<7}{'clips':>7}{'frames':>9}{'windows':>9}   classes")
+    for split, clips in splits.items():
+        windows = WindowDataset.from_config(clips, cfg)
+        classes = sorted({c.label for c in clips})
+        print(f"{split:<7}{len(clips):>7}{sum(len(c) for c in clips):>9}{len(windows):>9}   {', '.join(classes)}")
+    if skipped:
+        print(f"\nskipped {len(skipped)} video(s):")
+        for path, reason in skipped.items():
+            print(f"  {path}: {reason}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .data import windows
+    from .models import LEARNED, build
+    from .train import fit, run_dir
+
+    profile = _profile(args)
+    datasets = windows(profile.data, progress=True)
+    names = LEARNED if args.model == "all" else [args.model]
+    for name in names:
+        cfg = profile.train_config(name)
+        if args.steps:
+            cfg = dataclasses.replace(cfg, steps=args.steps)
+        if args.no_amp:
+            cfg = dataclasses.replace(cfg, amp=False)
+        if args.compile is not None:
+            cfg = dataclasses.replace(cfg, compile=args.compile)
+        import torch
+
+        torch.manual_seed(cfg.seed)
+        model = build(name, **profile.model_config(name))
+        out_dir = run_dir(runs_root(args, profile), model, profile.data, cfg)
+        result = fit(model, datasets["train"], datasets["val"], cfg, out_dir, profile.data,
+                     resume=args.resume, device=args.device)
+        if result.steps > result.resumed_from or result.resumed_from == 0:
+            print(f"{name}: {result.steps} steps in {result.train_seconds:.0f} s "
+                  f"(resumed from {result.resumed_from}), best val MSE {result.best_val_mse:.5f} -> {out_dir}")
+        else:
+            print(f"{name}: already trained ({result.steps} steps) in {out_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import windows
+    from .evaluate import evaluate_all, find_checkpoints, format_table
+
+    profile = _profile(args)
+    root = runs_root(args, profile)
+    checkpoints = find_checkpoints(root)
+    if not checkpoints:
+        print(f"no checkpoints under {root}; train first: vidpred train --model all --profile {profile.name}",
+              file=sys.stderr)
+        return 2
+    test = windows(profile.data)["test"]
+    rows = evaluate_all(checkpoints, test, args.out or root, device=args.device)
+    print(format_table(rows))
+    print(f"\nwrote {Path(args.out or root) / 'results.json'} and results.csv ({len(test)} test windows)")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from .data import windows
+    from .data.windows import fixed_batch
+    from .evaluate import find_checkpoints
+    from .models import BASELINES, build
+    from .train import load_model
+    from .video import comparison_grid, to_uint8, write_video
+
+    profile = _profile(args)
+    root = runs_root(args, profile)
+    test = windows(profile.data)["test"]
+    context, future = fixed_batch(test, args.clips)
+    models = {name: build(name) for name in BASELINES[:1]}
+    for name, path in find_checkpoints(root).items():
+        models[name] = load_model(path)[0]
+    out = Path(args.out or root / "videos")
+    with torch.no_grad():
+        predictions = {name: m(context, future.shape[1]) for name, m in models.items()}
+    for i in range(len(context)):
+        grid = comparison_grid(to_uint8(future[i]), {n: to_uint8(p[i]) for n, p in predictions.items()},
+                               context=to_uint8(context[i]), scale=3)
+        for fmt in args.format.split(","):
+            path = write_video(out / f"clip{i:02d}.{fmt}", grid, fps=args.fps)
+            print(path)
+    return 0
+
+
+def cmd_app(args) -> int:
+    from .app import launch
+
+    profile = get_profile(args.profile)
+    launch(checkpoints=args.checkpoints or Path("runs") / profile.name, port=args.port, share=args.share,
+           profile=profile.name)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+
+    result = bench.run(args.what, profile=args.profile)
+    out = Path(args.out or f"bench/{args.what}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidpred", description="Video frame prediction: 30 frames in, 15 out.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, data: bool = True, runs: bool = True):
+        p.add_argument("--profile", choices=PROFILES, default=None, help="default: $VIDPRED_PROFILE or book")
+        if data:
+            p.add_argument("--data", choices=("synthetic", "ucf101"), help="dataset (default: the profile's)")
+            p.add_argument("--data-dir", help="UCF101 folder, original or Kaggle layout (implies --data ucf101)")
+            p.add_argument("--download", action="store_true", help="download UCF101 from Kaggle with kagglehub")
+            p.add_argument("--frame-step", type=int, help="keep every k-th frame")
+            p.add_argument("--split", choices=("group", "kaggle"), help="group: no actor in two splits (default)")
+        if runs:
+            p.add_argument("--runs", help="folder of runs (default runs/<profile>)")
+            p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("prepare", help="find, decode and cache the data; print a summary")
+    common(p, runs=False)
+    p.set_defaults(func=cmd_prepare)
+    p = sub.add_parser("train", help="train a model (or all) in a profile; resumes by default")
+    common(p)
+    p.add_argument("--model", default="all", help="convlstm | predrnn | transformer | all")
+    p.add_argument("--steps", type=int, help="override the profile's step count")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("evaluate", help="evaluate every trained model and the baselines on the test split")
+    common(p)
+    p.add_argument("--out", help="where results.json/csv go (default: the runs folder)")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("generate", help="side-by-side videos of test clips")
+    common(p)
+    p.add_argument("--clips", type=int, default=4)
+    p.add_argument("--format", default="mp4,gif")
+    p.add_argument("--fps", type=float, default=6.0)
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_generate)
+    p = sub.add_parser("app", help="the Gradio comparison app on 127.0.0.1")
+    p.add_argument("--profile", choices=PROFILES, default=None)
+    p.add_argument("--checkpoints", help="runs folder (default runs/<profile>)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
+    p.set_defaults(func=cmd_app)
+    p = sub.add_parser("bench", help="benchmarks; write JSON")
+    p.add_argument("what", choices=("data", "models", "train"))
+    p.add_argument("--profile", choices=PROFILES, default=None)
+    p.add_argument("--out", help="JSON path (default bench/<what>.json)")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"vidpred {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
