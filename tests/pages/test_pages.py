@@ -1,0 +1,106 @@
+"""The built book in headless Chromium: every chapter renders, every asset exists, no internal link is broken.
+
+Run after the book build, with BOOK_HTML pointing at its html folder (``make test`` does both).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html")).resolve()
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chapters() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for c in toc["chapters"]]
+
+
+class Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs: list[tuple[str, str]] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        for key in ("href", "src"):
+            if attrs.get(key) and tag in ("a", "img", "video", "source", "script", "link"):
+                self.refs.append((tag, attrs[key]))
+
+
+def parse(path: Path) -> Links:
+    parser = Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_the_build_exists():
+    assert (HTML / "index.html").exists(), f"no built book at {HTML}: build it first (make test does)"
+
+
+@pytest.mark.parametrize("chapter", chapters())
+def test_chapter_assets_and_links(chapter):
+    page = HTML / f"{chapter}.html"
+    assert page.exists(), f"{page} was not built"
+    parsed = parse(page)
+    text = page.read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" not in text, f"{chapter} shows a traceback"
+    for tag, ref in parsed.refs:
+        parts = urlsplit(ref)
+        if parts.scheme in ("http", "https", "mailto", "data", "javascript") or ref.startswith("//"):
+            continue
+        target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+        assert target.exists(), f"{chapter}: <{tag}> points at a missing {ref}"
+        if parts.fragment and target.suffix == ".html":
+            ids = parse(target).ids if target != page else parsed.ids
+            assert parts.fragment in ids, f"{chapter}: link {ref} names an anchor that does not exist"
+
+
+def test_every_executed_chapter_has_outputs():
+    for chapter in chapters():
+        if (ROOT / f"{chapter}.ipynb").exists():
+            text = (HTML / f"{chapter}.html").read_text(encoding="utf-8")
+            assert "cell_output" in text, f"{chapter} was built without executing its cells"
+            assert not re.search(r"\b(nan|NaN)\b\s*%", text), f"{chapter} prints NaN percentages"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it where apt-get works)")
+def test_pages_render_in_chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--allow-file-access-from-files"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        failures = []
+        page.on("requestfailed", lambda r: failures.append(r.url) if r.url.startswith("file:") else None)
+        for chapter in chapters():
+            page.goto((HTML / f"{chapter}.html").as_uri())
+            heading = page.locator("article h1").first
+            assert heading.is_visible(), f"{chapter}: no visible title"
+            broken = page.evaluate("""() => [...document.images]
+                .filter(img => img.complete && img.naturalWidth === 0).map(img => img.src.slice(0, 80))""")
+            assert not broken, f"{chapter}: images that do not load: {broken}"
+            if chapter.endswith("08_evaluation"):
+                assert page.locator(".animation").count() >= 1, "the static animation is missing"
+            if chapter.endswith("09_video"):
+                ready = page.evaluate("""() => Promise.all([...document.querySelectorAll('video')].map(v =>
+                    v.readyState >= 1 ? v.duration : new Promise(ok => { v.onloadedmetadata = () => ok(v.duration);
+                    v.onerror = () => ok(-1); setTimeout(() => ok(-2), 5000); })))""")
+                assert ready and all(d > 0 for d in ready), f"videos do not load in Chromium: {ready}"
+        page.screenshot(path=str(HTML / "last-page.png"))
+        browser.close()
+        assert not failures, f"local files that failed to load: {failures[:5]}"
