@@ -1,0 +1,42 @@
+# Two commands, each doing its own set-up on a fresh machine:
+#   make book   create .venv, install, build the executed HTML book (book profile) into _build/html
+#   make test   create .venv, install, run lint, tests, nbval on every chapter, the smoke book build and a browser check
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SMOKE_OUT := _build/smoke
+
+.PHONY: book test install browser lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[book,app,ucf101,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's Chromium for the browser tests; skipped (and the browser test says why) where apt-get cannot run.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	      || echo "could not install chromium; the browser tests will be skipped"; \
+	  else echo "no apt-get as root: the browser tests will be skipped unless chromium is installed"; fi; }
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check vidpred tests
+
+book: $(STAMP)
+	VIDPRED_PROFILE=book $(VENV)/bin/jupyter-book build -W -n --keep-going .
+	@echo "open _build/html/index.html"
+
+test: $(STAMP) browser lint
+	VIDPRED_PROFILE=smoke $(PY) -m pytest -q --durations=10 tests --ignore=tests/pages
+	VIDPRED_PROFILE=smoke $(PY) -m pytest -q --nbval-lax -p no:cacheprovider book/
+	VIDPRED_PROFILE=smoke $(VENV)/bin/jupyter-book build -W -n --keep-going --path-output $(SMOKE_OUT) .
+	BOOK_HTML=$(SMOKE_OUT)/_build/html $(PY) -m pytest -q tests/pages
+
+clean:
+	rm -rf _build runs/smoke
