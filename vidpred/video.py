@@ -90,12 +90,12 @@ def error_map(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def comparison_grid(truth: np.ndarray, predictions: dict[str, np.ndarray], context: np.ndarray | None = None,
-                    scale: int = 3, with_error: bool = True, first_frame: int = 0) -> np.ndarray:
+                    scale: int = 3, with_error: bool = True) -> np.ndarray:
     """Side-by-side video (T, H', W', 3) uint8: ground truth | each model [| its error], labelled.
 
     All inputs are (T, H, W) uint8 of the predicted horizon. With ``context`` the video first plays
-    the context in every panel (marked "context"), then the predictions. Each frame carries its
-    counter; panels are upscaled by ``scale`` (nearest neighbour) to be seen.
+    the context in every panel, then the predictions; a footer counts the frames ("context -2",
+    "predicted +3"). Panels are upscaled by ``scale`` (nearest neighbour) to be seen.
     """
     names = list(predictions)
     columns: list[tuple[str, np.ndarray]] = [("ground truth", truth)]
@@ -119,10 +119,8 @@ def comparison_grid(truth: np.ndarray, predictions: dict[str, np.ndarray], conte
         panels.append(strip)
     grid = np.concatenate([np.pad(p, ((0, 0), (0, 0), (0, 2), (0, 0))) for p in panels], axis=2)
     footer = np.zeros((n_frames, 14, grid.shape[2], 3), np.uint8)
-    for t in range(n_frames):
-        phase = "context" if t < n_context else "predicted"
-        index = t + 1 if t < n_context else t - n_context + 1
-        text = f"{phase} frame {index + first_frame}"
+    for t in range(n_frames):  # context frames count back from the last one (-1); predictions count on (+1 …)
+        text = f"context {t - n_context}" if t < n_context else f"predicted +{t - n_context + 1}"
         cv2.putText(footer[t], text, (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (200, 200, 200), 1, cv2.LINE_AA)
     return np.concatenate([grid, footer], axis=1)
 

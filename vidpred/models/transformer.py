@@ -9,10 +9,10 @@ sees ground truth after the context, and the k-th prediction does not depend on 
 were asked for. Non-autoregressive decoding avoids the train/test mismatch of feeding back
 predictions and trains in one parallel pass, which matters on a CPU.
 
-Output: a per-pixel gate blends the last context frame with a freshly predicted frame,
-``out = g·last + (1 − g)·frame``. A plain residual (``last + Δ``) starts exactly at copy-last and
-stays there; predicting the frame directly learns but blurs static background; the gate learns
-when to copy and when to draw (``output`` picks any of the three; see the chapter's comparison).
+Output (``output``): by default per-pixel softmax weights over the last context frame, the context
+mean and a newly drawn frame ("mix"), so both baselines are expressible from the first step and the
+model only has to learn where the figure moves. "residual" (``last + Δ``, Δ initialised to zero),
+"direct" and "gated" (``g·last + (1 − g)·new``) are there to compare; chapter 6 measures all four.
 """
 
 from __future__ import annotations

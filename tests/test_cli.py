@@ -1,0 +1,65 @@
+"""The command line end to end on the smoke profile: prepare, train, evaluate, generate, bench."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from vidpred.cli import main
+from vidpred.models import BASELINES, LEARNED
+from vidpred.video import read_video
+
+
+def test_prepare_reports_splits_and_skipped(kaggle_layout, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (kaggle_layout / "train" / "PushUps" / "v_PushUps_g30_c01.avi").write_bytes(b"junk")
+    with open(kaggle_layout / "train.csv", "a") as handle:
+        handle.write("v_PushUps_g30_c01,/train/PushUps/v_PushUps_g30_c01.avi,PushUps\n")
+    assert main(["prepare", "--profile", "smoke", "--data-dir", str(kaggle_layout)]) == 0
+    out = capsys.readouterr().out
+    assert "decoded 48" in out and "skipped 1 video(s)" in out and "v_PushUps_g30_c01.avi" in out
+    assert out.count("PushUps") >= 3  # the summary names the classes of each split
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path, capsys):
+    assert main(["prepare", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err
+
+
+def test_train_evaluate_generate(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    assert main(["train", "--model", "all", "--profile", "smoke", "--steps", "3", "--runs", str(runs)]) == 0
+    assert main(["train", "--model", "convlstm", "--profile", "smoke", "--steps", "3", "--runs", str(runs)]) == 0
+    assert "already trained (3 steps)" in capsys.readouterr().out
+    assert main(["evaluate", "--profile", "smoke", "--runs", str(runs)]) == 0
+    results = json.loads((runs / "results.json").read_text())
+    assert [r["model"] for r in results["results"]] == [*BASELINES, *LEARNED]
+    for row in results["results"]:
+        for key in ("mse", "mae", "psnr", "ssim"):
+            assert math.isfinite(row[key]) and len(row[f"{key}_per_horizon"]) == 15
+        assert row["mse_per_frame_sum"] == pytest.approx(row["mse"] * 4096)
+        assert row["inference_ms_per_clip"] > 0
+        assert (row["params"] > 0 and row["flops_per_clip"] > 0) == (row["kind"] == "learned")
+        assert (row["train_steps"] == 3) == (row["kind"] == "learned")
+    with open(runs / "results.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 6
+    assert main(["generate", "--profile", "smoke", "--runs", str(runs), "--clips", "1", "--format", "mp4,gif"]) == 0
+    for suffix in ("mp4", "gif"):
+        frames = read_video(runs / "videos" / f"clip00.{suffix}")
+        assert len(frames) == 45  # the 30 context frames, then the 15 predicted ones
+
+
+def test_evaluate_without_checkpoints_says_what_to_do(tmp_path, capsys):
+    assert main(["evaluate", "--profile", "smoke", "--runs", str(tmp_path)]) == 2
+    assert "train first: vidpred train --model all --profile smoke" in capsys.readouterr().err
+
+
+def test_bench_data_writes_json(tmp_path):
+    out = tmp_path / "data.json"
+    assert main(["bench", "data", "--profile", "smoke", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["decode"]["frames_per_s"] > 0 and result["synthetic"]["clips_per_s"] > 0
