@@ -62,4 +62,4 @@ def test_bench_data_writes_json(tmp_path):
     out = tmp_path / "data.json"
     assert main(["bench", "data", "--profile", "smoke", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["decode"]["frames_per_s"] > 0 and result["synthetic"]["clips_per_s"] > 0
+    assert result["decode"]["XVID"]["frames_per_s"] > 0 and result["synthetic"]["clips_per_s"] > 0
