@@ -50,11 +50,11 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0
     return (10 * torch.log10(data_range**2 / error)).clamp_max(100.0)
 
 
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+def gaussian_taps(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """The normalised 1-D gaussian; the 11×11 window is its outer product, so blurring is separable."""
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g)  # (size, size)
+    return g / g.sum()
 
 
 def ssim(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -63,10 +63,12 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0
     lead = prediction.shape[:-3] if prediction.dim() >= 4 else prediction.shape[:-2]
     x, y = _frames(prediction).double(), _frames(target).double()
     channels = x.shape[1]
-    window = gaussian_window().to(x.device).expand(channels, 1, -1, -1)
+    taps = gaussian_taps().to(x.device)
+    rows = taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    cols = taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
 
     def blur(z: torch.Tensor) -> torch.Tensor:  # valid positions only, as scikit-image crops them
-        return F.conv2d(z, window, groups=channels)
+        return F.conv2d(F.conv2d(z, rows, groups=channels), cols, groups=channels)
 
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x**2
