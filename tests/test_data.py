@@ -142,6 +142,16 @@ def test_windows_cover_clips_with_frame_step():
     assert len(WindowDataset([clip], n_context=60, n_future=50)) == 0
 
 
+def test_loader_batches_windows():
+    from vidpred.data import make_loader
+
+    data = WindowDataset.from_config(load_splits(get_profile("smoke").data)["train"], get_profile("smoke").data)
+    context, future = next(iter(make_loader(data, batch_size=3, shuffle=True, seed=1)))
+    assert context.shape == (3, 30, 1, 64, 64) and future.shape == (3, 15, 1, 64, 64)
+    again, _ = next(iter(make_loader(data, batch_size=3, shuffle=True, seed=1)))
+    assert torch.equal(context, again)  # the shuffle is seeded
+
+
 def test_synthetic_is_deterministic_and_varied():
     cfg = get_profile("smoke").data
     a, b = generate(cfg), generate(cfg)

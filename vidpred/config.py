@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 CLASSES: tuple[str, ...] = ("PushUps", "PullUps", "BenchPress", "Lunges", "WallPushups")
@@ -130,7 +129,3 @@ def config_hash(*parts: Any) -> str:
     text = json.dumps(plain, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-
-def project_dir() -> Path:
-    """Where runs and caches go: ``VIDPRED_HOME`` or the current directory."""
-    return Path(os.environ.get("VIDPRED_HOME", "."))

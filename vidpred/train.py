@@ -345,8 +345,3 @@ def load_or_train(model: Predictor, datasets: dict[str, WindowDataset], cfg: Tra
     model.eval()
     return result
 
-
-def read_log(out_dir: str | Path) -> list[dict]:
-    """The records of ``log.jsonl`` in ``out_dir``."""
-    path = Path(out_dir) / "log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -92,7 +92,7 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, seed: 
                       persistent_workers=num_workers > 0)
 
 
-def fixed_batch(dataset: WindowDataset, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def fixed_batch(dataset: WindowDataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` windows picked evenly across the dataset, stacked: a reproducible batch to look at."""
     if len(dataset) == 0:
         raise ValueError("the dataset has no windows: clips are shorter than one window")
