@@ -6,6 +6,7 @@ only decoded with OpenCV (never executed), and Gradio's copies are deleted after
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -134,8 +135,6 @@ def sample_clips(profile: str | None = None, limit: int = 12) -> dict[str, np.nd
     synthetic = cfg if cfg.source == "synthetic" else get_profile("smoke").data
     clips = {f"synthetic: {c.name}": c.frames for c in load_splits(synthetic)["test"][:limit]}
     for manifest in sorted(Path(cfg.cache_dir).glob("ucf101-*/manifest.json")):
-        import json
-
         entries = json.loads(manifest.read_text()).get("clips", {})
         tests = [n for n, e in entries.items() if e.get("split") == "test"][:limit]
         for name in tests:

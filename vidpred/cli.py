@@ -61,6 +61,8 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
+    import torch
+
     from .data import windows
     from .models import LEARNED, build
     from .train import fit, run_dir
@@ -76,18 +78,16 @@ def cmd_train(args) -> int:
             cfg = dataclasses.replace(cfg, amp=False)
         if args.compile is not None:
             cfg = dataclasses.replace(cfg, compile=args.compile)
-        import torch
-
         torch.manual_seed(cfg.seed)
         model = build(name, **profile.model_config(name))
         out_dir = run_dir(runs_root(args, profile), model, profile.data, cfg)
         result = fit(model, datasets["train"], datasets["val"], cfg, out_dir, profile.data,
                      resume=args.resume, device=args.device)
-        if result.steps > result.resumed_from or result.resumed_from == 0:
+        if result.steps == result.resumed_from:
+            print(f"{name}: already trained ({result.steps} steps) in {out_dir}")
+        else:
             print(f"{name}: {result.steps} steps in {result.train_seconds:.0f} s "
                   f"(resumed from {result.resumed_from}), best val MSE {result.best_val_mse:.5f} -> {out_dir}")
-        else:
-            print(f"{name}: already trained ({result.steps} steps) in {out_dir}")
     return 0
 
 

@@ -69,7 +69,7 @@ def evaluate_all(checkpoints: dict[str, str | Path], dataset: WindowDataset, out
         result = evaluate_model(model, dataset, batch_size, dev, max_batches)
         rows.append({
             "model": name, "kind": "baseline" if state is None else "learned",
-            **{k: v for k, v in result.items()},
+            **result,
             "params": count_parameters(model),
             "flops_per_clip": count_flops(model, n_context, n_future),
             "inference_ms_per_clip": latency_ms(model, n_context, n_future, repeats=latency_repeats),

@@ -281,9 +281,10 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
             autocast = torch.autocast(dev.type, dtype=dtype) if dtype else contextlib.nullcontext()
             with autocast:
                 loss, logs = step_module(context, future, step / cfg.steps)
-            if not torch.isfinite(loss):
+            loss_value = loss.item()  # the one host sync of the step: logged, shown, checked
+            if not math.isfinite(loss_value):
                 kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written yet"
-                raise TrainingDiverged(f"{model.name}: loss is {loss.item()} at step {step}; stopped, {kept}. "
+                raise TrainingDiverged(f"{model.name}: loss is {loss_value} at step {step}; stopped, {kept}. "
                                        "Try a lower learning rate or a longer warm-up.")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -294,11 +295,11 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
             step += 1
             train_seconds += time.perf_counter() - tic
             tic = time.perf_counter()
-            log({"kind": "train", "step": step - 1, "loss": loss.item(), "lr": lr,
+            log({"kind": "train", "step": step - 1, "loss": loss_value, "lr": lr,
                  "grad_norm": float(grad_norm), "seconds": round(train_seconds, 4), **_scalar_logs(logs)})
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+                bar.set_postfix(loss=f"{loss_value:.4f}")
             if val_data is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
                 val = validation_mse(model, val_data, cfg.batch_size, cfg.eval_batches, dev)
                 log({"kind": "val", "step": step - 1, "val_mse": val, "seconds": round(train_seconds, 4)})

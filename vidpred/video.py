@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -123,9 +122,3 @@ def comparison_grid(truth: np.ndarray, predictions: dict[str, np.ndarray], conte
         text = f"context {t - n_context}" if t < n_context else f"predicted +{t - n_context + 1}"
         cv2.putText(footer[t], text, (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (200, 200, 200), 1, cv2.LINE_AA)
     return np.concatenate([grid, footer], axis=1)
-
-
-def frame_strip(videos: Sequence[np.ndarray], every: int = 1) -> np.ndarray:
-    """Rows of frames side by side, one row per (T, H, W) uint8 video: a still to print."""
-    rows = [np.concatenate(list(v[::every]), axis=1) for v in videos]
-    return np.concatenate(rows, axis=0)

@@ -57,10 +57,6 @@ class PrepareReport:
     reused: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # source path -> reason
 
-    def summary_rows(self) -> list[tuple[str, int, int]]:
-        """(split, clips, frames) rows."""
-        return [(s, len(c), sum(len(x) for x in c)) for s, c in self.clips.items()]
-
 
 def parse_name(path: str | Path) -> tuple[str, str, int]:
     """(clip name, class, group) from a UCF101 file name such as ``v_PushUps_g03_c02.avi``."""

@@ -78,10 +78,6 @@ class WindowDataset(Dataset):
         video = torch.from_numpy(np.ascontiguousarray(self.frames(i))).float().div_(255).unsqueeze(1)
         return video[: self.n_context], video[self.n_context :]  # (T, 1, H, W) each
 
-    def describe(self, i: int) -> str:
-        clip_index, start = self.index[i]
-        return f"{self.clips[clip_index].name} from frame {start}"
-
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0,
                 num_workers: int = 0, drop_last: bool = False) -> DataLoader:

@@ -36,6 +36,13 @@ def count_parameters(model: Predictor) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def model_device(model: Predictor):
+    """The device of the model's parameters (the CPU for the parameter-free baselines)."""
+    import torch
+
+    return next(iter(model.parameters()), torch.zeros(0)).device
+
+
 def count_flops(model: Predictor, n_context: int = 30, n_future: int = 15, size: int = 64) -> int:
     """FLOPs of one 30→15 prediction (one clip), counted by torch.utils.flop_counter.
 
@@ -45,7 +52,7 @@ def count_flops(model: Predictor, n_context: int = 30, n_future: int = 15, size:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    context = torch.zeros(1, n_context, 1, size, size, device=next(iter(model.parameters()), torch.zeros(0)).device)
+    context = torch.zeros(1, n_context, 1, size, size, device=model_device(model))
     was_training = model.training
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -62,7 +69,7 @@ def latency_ms(model: Predictor, n_context: int = 30, n_future: int = 15, size: 
 
     import torch
 
-    device = next(iter(model.parameters()), torch.zeros(0)).device
+    device = model_device(model)
     context = torch.rand(batch, n_context, 1, size, size, device=device)
     was_training = model.training
     model.eval()
