@@ -31,6 +31,7 @@ class DataConfig:
     n_future: int = 15
     frame_step: int = 1  # keep every k-th decoded frame when cutting windows
     window_stride: int = 15  # frames between the starts of two windows of one clip
+    train_stride: int | None = None  # the training split's stride (None: window_stride); more windows, same clips
     split: str = "group"  # "group" (leakage-free, by actor) | "kaggle" (the folders as given)
     # synthetic data only
     clips_per_class: int = 24

@@ -34,7 +34,7 @@ def evaluate_model(model: Predictor, dataset: WindowDataset, batch_size: int = 1
         if max_batches is not None and i >= max_batches:
             break
         prediction = model(context.to(device), future.shape[1])
-        accumulator.update(prediction.clamp(0, 1), future.to(device))
+        accumulator.update(prediction.clamp(0, 1), future.to(device), context[:, -1:].to(device))
     result = accumulator.result()
     result["clips"] = accumulator.count
     result["eval_seconds"] = time.perf_counter() - tic

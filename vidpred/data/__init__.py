@@ -28,4 +28,4 @@ def load_splits(cfg: DataConfig, progress: bool = False) -> dict[str, list[Clip]
 
 def windows(cfg: DataConfig, progress: bool = False) -> dict[str, WindowDataset]:
     """A :class:`WindowDataset` per split."""
-    return {split: WindowDataset.from_config(clips, cfg) for split, clips in load_splits(cfg, progress).items()}
+    return {split: WindowDataset.from_config(clips, cfg, split) for split, clips in load_splits(cfg, progress).items()}

@@ -62,8 +62,10 @@ class WindowDataset(Dataset):
                       for s in window_starts(len(clip), length, frame_step, stride)]
 
     @classmethod
-    def from_config(cls, clips: Sequence[Clip], cfg: DataConfig) -> WindowDataset:
-        return cls(clips, cfg.n_context, cfg.n_future, cfg.frame_step, cfg.window_stride)
+    def from_config(cls, clips: Sequence[Clip], cfg: DataConfig, split: str = "test") -> WindowDataset:
+        """Windows of ``clips``; the training split may be cut at its own, denser stride."""
+        stride = cfg.train_stride if split == "train" and cfg.train_stride else cfg.window_stride
+        return cls(clips, cfg.n_context, cfg.n_future, cfg.frame_step, stride)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -94,10 +94,13 @@ class RecurrentPredictor(Predictor):
         batch, n_context = context.shape[:2]
         state = self.init_state(batch, context)
         predictions, aux_total = [], context.new_zeros(())
+        # With an all-true context mask (plain scheduled sampling) the context is fed as is: a
+        # torch.where would tie every input to the previous prediction and double backward's work.
+        mix_context = masks is not None and not bool(masks[0].all())
         for t in range(n_context + n_future - 1):
             if t < n_context:
                 frame = context[:, t]
-                if masks is not None and t > 0:
+                if mix_context and t > 0:
                     keep = masks[0][:, t].view(-1, 1, 1, 1)
                     frame = torch.where(keep, frame, predictions[-1])
             elif masks is not None and future is not None:
@@ -123,8 +126,12 @@ class RecurrentPredictor(Predictor):
     def training_loss(self, context: torch.Tensor, future: torch.Tensor, progress: float):
         masks = self.masks(progress, context, future.shape[1])
         predictions, aux = self.rollout(context, future, future.shape[1], masks)
-        target = torch.cat([context[:, 1:], future], 1)  # frames 1 … T − 1
-        mse = F.mse_loss(predictions, target)
-        future_mse = F.mse_loss(predictions[:, context.shape[1] - 1 :], future)
+        n_seen = context.shape[1] - 1  # predictions of frames 1 … n_context − 1 are inside the context
+        context_mse = F.mse_loss(predictions[:, :n_seen], context[:, 1:])
+        future_mse = F.mse_loss(predictions[:, n_seen:], future)
+        # Next-frame prediction inside the context is easy and plentiful; weighting it down keeps
+        # the loss about the future. Weight 1 is the plain mean over all frames.
+        w = self.config.context_loss_weight
+        mse = (w * n_seen * context_mse + future.shape[1] * future_mse) / (w * n_seen + future.shape[1])
         loss = mse + aux
         return loss, {"mse": mse.detach(), "future_mse": future_mse.detach(), "aux": aux.detach()}

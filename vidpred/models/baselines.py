@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from .base import Predictor
 
@@ -42,3 +43,48 @@ class LinearExtrapolation(Predictor):
         velocity = context[:, -1:] - context[:, -2:-1]  # (B, 1, 1, H, W)
         steps = torch.arange(1, n_future + 1, device=context.device, dtype=context.dtype).view(1, -1, 1, 1, 1)
         return (context[:, -1:] + steps * velocity).clamp(0, 1)
+
+
+@dataclass
+class BlendConfig:
+    alphas: tuple[float, ...] = ()  # α_t per predicted frame, least squares on the training split
+    n_context: int = 30
+    n_future: int = 15
+
+
+class Blend(Predictor):
+    """Per predicted frame t, ``α_t·last + (1 − α_t)·mean``: the best mix of the two other baselines.
+
+    The α_t are fitted by least squares on the training split (:meth:`fit`), so this baseline learns
+    two numbers per horizon from data and nothing from pixels. A learned model that only averages
+    the past converges to it; beating it means predicting motion.
+    """
+
+    name, trainable, Config = "blend", False, BlendConfig
+
+    def forward(self, context: torch.Tensor, n_future: int = 15) -> torch.Tensor:
+        alphas = self.config.alphas
+        if len(alphas) < n_future:
+            raise ValueError(f"the blend baseline has {len(alphas)} fitted weights but {n_future} frames were "
+                             "asked for: fit it on the training split first (Blend.fit(train_windows))")
+        alpha = torch.tensor(alphas[:n_future], dtype=context.dtype, device=context.device).view(1, -1, 1, 1, 1)
+        last, mean = context[:, -1:], context.mean(1, keepdim=True)  # (B, 1, 1, H, W) each
+        return alpha * last + (1 - alpha) * mean  # (B, n_future, 1, H, W)
+
+    @classmethod
+    @torch.no_grad()
+    def fit(cls, dataset: Dataset, batch_size: int = 64) -> Blend:
+        """α_t = Σ (truth − mean)(last − mean) / Σ (last − mean)², summed over every training window."""
+        numerator = denominator = None
+        for context, future in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            last, mean = context[:, -1:].double(), context.mean(1, keepdim=True).double()
+            gap = (last - mean).expand_as(future)  # (B, n_future, 1, H, W)
+            num = ((future.double() - mean) * gap).sum(dim=(0, 2, 3, 4))  # (n_future,)
+            den = (gap * gap).sum(dim=(0, 2, 3, 4))
+            numerator = num if numerator is None else numerator + num
+            denominator = den if denominator is None else denominator + den
+        if numerator is None:
+            raise ValueError("cannot fit the blend baseline: the training split has no windows")
+        alphas = (numerator / denominator.clamp_min(1e-12)).clamp(0, 1)
+        return cls(BlendConfig(alphas=tuple(round(float(a), 6) for a in alphas),
+                               n_context=dataset[0][0].shape[0], n_future=len(alphas)))

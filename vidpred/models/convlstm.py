@@ -23,6 +23,7 @@ class ConvLSTMConfig:
     patch_size: int = 4
     forget_bias: float = 1.0  # start by remembering
     sampling_stop: float = 0.3  # scheduled sampling reaches free-running at this progress
+    context_loss_weight: float = 1.0  # weight of next-frame errors inside the context vs the future
     n_context: int = 30
     n_future: int = 15
 

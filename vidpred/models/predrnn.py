@@ -27,6 +27,7 @@ class PredRNNConfig:
     patch_size: int = 4
     forget_bias: float = 1.0
     sampling_stop: float = 0.3
+    context_loss_weight: float = 1.0  # weight of next-frame errors inside the context vs the future
     decouple_beta: float = 0.0  # weight of the V2 decoupling loss (0 = PredRNN v1)
     reverse_scheduled_sampling: bool = False  # V2's sampling schedule
     n_context: int = 30
