@@ -19,7 +19,7 @@ import torch
 
 from .config import get_profile
 from .metrics import frame_metrics
-from .models import BASELINES, Predictor, build
+from .models import BASELINES, Predictor
 from .video import comparison_grid, error_map, to_uint8, write_video
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -88,20 +88,29 @@ def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int =
     return np.stack(frames[: n_context + n_future] if has_truth else frames[:n_context]), has_truth
 
 
-def load_models(checkpoints: str | Path | None) -> tuple[dict[str, Predictor], str]:
-    """The baselines plus every trained model found; and a note when none is trained yet."""
-    from .evaluate import find_checkpoints
-    from .train import load_model
+def load_models(checkpoints: str | Path | None, profile: str | None = None,
+                train=None) -> tuple[dict[str, Predictor], str]:
+    """The baselines plus every trained model (from ``checkpoints``, else the package's shipped ones)
+    and a note that says which checkpoints were loaded and what each was trained on.
 
-    models: dict[str, Predictor] = {name: build(name).eval() for name in BASELINES}
-    found = find_checkpoints(checkpoints) if checkpoints and Path(checkpoints).is_dir() else {}
-    note = ""
-    if not found:
-        note = (f"No trained models in `{checkpoints}` yet, so only the baselines run. Train them with "
-                "`vidpred train --model all` (then restart the app).")
-    for name, path in found.items():
-        models[name] = load_model(path)[0]
-    return models, note
+    ``train`` (training windows) fits the blend baseline; without it the blend is left out.
+    """
+    from .evaluate import baseline_models
+    from .runs import runs_for
+
+    prof = get_profile(profile)
+    found = runs_for(checkpoints, prof.name, allow_mixed=True)
+    models: dict[str, Predictor] = baseline_models(train)
+    lines = [f"- {run.describe()}" for run in found.runs.values()]
+    lines += [f"- {message}" for message in found.skipped]
+    if not found.runs:
+        lines.insert(0, f"No trained models in `{checkpoints}` and none shipped for the `{prof.name}` profile, so only "
+                        "the baselines run. Train them with `vidpred train --model all` (then restart the app).")
+    else:
+        lines.insert(0, "**Loaded checkpoints** (the data each model was trained on):")
+    for name, run in found.runs.items():
+        models[name] = run.model()
+    return models, "\n".join(lines)
 
 
 @torch.no_grad()
@@ -127,17 +136,23 @@ def predict_all(frames: np.ndarray, models: dict[str, Predictor], n_context: int
     return Prediction(context_u8, truth_u8, predictions, rows)
 
 
-def sample_clips(profile: str | None = None, limit: int = 12) -> dict[str, np.ndarray]:
-    """Sample clips by name: synthetic test clips always, UCF101 test clips when a cache holds them."""
+def sample_clips(profile: str | None = None, limit: int = 12, splits=None) -> dict[str, np.ndarray]:
+    """Sample clips by name, spread over every class: synthetic test clips always, UCF101 test clips
+    when a cache holds them. ``splits`` (from :func:`vidpred.data.load_splits`) saves generating twice."""
     from .data import load_splits
 
     cfg = get_profile(profile).data
     synthetic = cfg if cfg.source == "synthetic" else get_profile("smoke").data
-    clips = {f"synthetic: {c.name}": c.frames for c in load_splits(synthetic)["test"][:limit]}
+    tests = (splits or load_splits(synthetic))["test"]
+    by_class: dict[str, list] = {}
+    for clip in tests:
+        by_class.setdefault(clip.label, []).append(clip)
+    spread = [c for group in zip(*by_class.values()) for c in group] if by_class else []
+    clips = {f"synthetic: {c.name}": c.frames for c in spread[:limit]}
     for manifest in sorted(Path(cfg.cache_dir).glob("ucf101-*/manifest.json")):
         entries = json.loads(manifest.read_text()).get("clips", {})
-        tests = [n for n, e in entries.items() if e.get("split") == "test"][:limit]
-        for name in tests:
+        names = [n for n, e in entries.items() if e.get("split") == "test"][:limit]
+        for name in names:
             path = manifest.parent / "frames" / f"{name}.npy"
             if path.exists():
                 clips[f"UCF101: {name}"] = np.load(path)
@@ -174,8 +189,12 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models, note = load_models(checkpoints)
-    samples = sample_clips(profile)
+    from .data import WindowDataset, load_splits
+
+    data_cfg = get_profile(profile).data
+    splits = load_splits(data_cfg if data_cfg.source == "synthetic" else get_profile("smoke").data)
+    models, note = load_models(checkpoints, profile, WindowDataset.from_config(splits["train"], data_cfg, "train"))
+    samples = sample_clips(profile, splits=splits)
     workdir = Path(tempfile.mkdtemp(prefix="vidpred-app-"))
 
     def run(upload, sample, start, step):

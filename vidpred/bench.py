@@ -142,5 +142,51 @@ def bench_train(profile: str | None = None) -> dict:
             "train_configs": {n: dataclasses.asdict(prof.train_config(n)) for n in LEARNED}}
 
 
+def test_probe(test, batch_size: int = 32):
+    """A probe for :func:`vidpred.train.fit`: whole-frame and moving-pixel MSE on ``test``."""
+    from .evaluate import evaluate_model
+
+    def probe(model) -> dict:
+        was_training = model.training
+        result = evaluate_model(model, test, batch_size, next(model.parameters()).device)
+        model.train(was_training)
+        return {"test_mse": result["mse"], "test_moving_mse": result["moving_mse"]}
+
+    return probe
+
+
+def bench_quality(profile: str | None = None, models=None, steps: int | None = None) -> dict:
+    """Test MSE (whole and moving pixels) against training seconds for each model, from scratch.
+
+    Each model trains with the profile's config (``steps`` overrides its length) and is evaluated
+    on the test split at every validation; the baselines' values are the lines to beat.
+    """
+    from .data import windows
+    from .evaluate import baseline_models, evaluate_model
+    from .models import LEARNED, build
+    from .train import fit
+
+    prof = get_profile(profile)
+    datasets = windows(prof.data)
+    baselines = {}
+    for name, model in baseline_models(datasets["train"], ("copy_last", "context_mean", "blend")).items():
+        result = evaluate_model(model, datasets["test"])
+        baselines[name] = {"test_mse": result["mse"], "test_moving_mse": result["moving_mse"]}
+    curves = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in models or LEARNED:
+            cfg = prof.train_config(name)
+            if steps:
+                cfg = dataclasses.replace(cfg, steps=steps, eval_every=max(1, min(cfg.eval_every, steps // 4)))
+            torch.manual_seed(cfg.seed)
+            model = build(name, **prof.model_config(name))
+            result = fit(model, datasets["train"], datasets["val"], cfg, Path(tmp) / name, prof.data,
+                         progress=False, probe=test_probe(datasets["test"]))
+            curves[name] = [{k: r[k] for k in ("step", "seconds", "test_mse", "test_moving_mse")}
+                            for r in result.history if r["kind"] == "probe"]
+    return {"machine": machine(), "profile": prof.name, "test_windows": len(datasets["test"]),
+            "baselines": baselines, "curves": curves}
+
+
 def run(what: str, profile: str | None = None) -> dict:
-    return {"data": bench_data, "models": bench_models, "train": bench_train}[what](profile)
+    return {"data": bench_data, "models": bench_models, "train": bench_train, "quality": bench_quality}[what](profile)

@@ -91,41 +91,55 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def _runs_and_data(args, profile: Profile):
+    """The data of the profile by split, its identity, and the runs trained on it (trained or shipped)."""
     from .data import windows
-    from .evaluate import evaluate_all, find_checkpoints, format_table
+    from .runs import data_identity, runs_for
+
+    datasets = windows(profile.data)
+    data = data_identity(profile.data, datasets["train"].clips)
+    found = runs_for(runs_root(args, profile), profile.name, data, allow_mixed=args.allow_mixed)
+    for message in found.skipped:
+        print(message, file=sys.stderr)
+    return datasets, data, found
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_all, format_table
 
     profile = _profile(args)
     root = runs_root(args, profile)
-    checkpoints = find_checkpoints(root)
-    if not checkpoints:
+    datasets, data, found = _runs_and_data(args, profile)
+    if not found.runs:
         print(f"no checkpoints under {root}; train first: vidpred train --model all --profile {profile.name}",
               file=sys.stderr)
         return 2
-    test = windows(profile.data)["test"]
-    rows = evaluate_all(checkpoints, test, args.out or root, device=args.device)
+    for run in found.runs.values():
+        print(run.describe())
+    rows = evaluate_all(found.runs, datasets["test"], args.out or root, device=args.device,
+                        train=datasets["train"], data=data)
     print(format_table(rows))
-    print(f"\nwrote {Path(args.out or root) / 'results.json'} and results.csv ({len(test)} test windows)")
+    print(f"\nwrote {Path(args.out or root) / 'results.json'} and results.csv ({len(datasets['test'])} test windows "
+          f"of {data['source']} data)")
     return 0
 
 
 def cmd_generate(args) -> int:
     import torch
 
-    from .data import windows
     from .data.windows import fixed_batch
-    from .evaluate import find_checkpoints
-    from .models import BASELINES, build
-    from .train import load_model
+    from .evaluate import baseline_models
     from .video import comparison_grid, to_uint8, write_video
 
     profile = _profile(args)
     root = runs_root(args, profile)
-    test = windows(profile.data)["test"]
-    context, future = fixed_batch(test, args.clips)
-    models = {name: build(name) for name in BASELINES[:1]}
-    for name, path in find_checkpoints(root).items():
-        models[name] = load_model(path)[0]
+    datasets, _, found = _runs_and_data(args, profile)
+    if not found.runs:
+        print(f"no checkpoints under {root}, so the videos would show baselines only; train first: "
+              f"vidpred train --model all --profile {profile.name}", file=sys.stderr)
+        return 2
+    context, future = fixed_batch(datasets["test"], args.clips)
+    models = {**baseline_models(datasets["train"], ("blend",)), **found.models()}
     out = Path(args.out or root / "videos")
     with torch.no_grad():
         predictions = {name: m(context, future.shape[1]) for name, m in models.items()}
@@ -174,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         if runs:
             p.add_argument("--runs", help="folder of runs (default runs/<profile>)")
             p.add_argument("--device", default="auto")
+            p.add_argument("--allow-mixed", action="store_true",
+                           help="use checkpoints trained on other data than the data asked for")
 
     p = sub.add_parser("prepare", help="find, decode and cache the data; print a summary")
     common(p, runs=False)
@@ -204,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
     p.set_defaults(func=cmd_app)
     p = sub.add_parser("bench", help="benchmarks; write JSON")
-    p.add_argument("what", choices=("data", "models", "train"))
+    p.add_argument("what", choices=("data", "models", "train", "quality"))
     p.add_argument("--profile", choices=PROFILES, default=None)
     p.add_argument("--out", help="JSON path (default bench/<what>.json)")
     p.set_defaults(func=cmd_bench)

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 from .data.windows import WindowDataset
-from .metrics import METRICS, MetricAccumulator
-from .models import BASELINES, Predictor, build, count_flops, count_parameters, latency_ms
-from .train import load_model, pick_device
+from .metrics import METRICS, MOTION_THRESHOLD, MetricAccumulator
+from .models import BASELINES, REFERENCE_BASELINES, Predictor, build, count_flops, count_parameters, latency_ms
+from .runs import Run, describe_data, read_run
+from .train import pick_device
 from .utils import atomic_write
 
 
@@ -41,34 +42,61 @@ def evaluate_model(model: Predictor, dataset: WindowDataset, batch_size: int = 1
     return result
 
 
-def find_checkpoints(root: str | Path) -> dict[str, Path]:
-    """The newest ``last.pt`` per model name under ``root`` (``root/<model>-<hash>/last.pt``)."""
-    found: dict[str, Path] = {}
-    for path in sorted(Path(root).glob("*/last.pt"), key=lambda p: p.stat().st_mtime):
-        found[path.parent.name.rsplit("-", 1)[0]] = path
-    return found
+def baseline_models(train: WindowDataset | None = None, names=BASELINES) -> dict[str, Predictor]:
+    """The baselines by name; the blend is fitted on ``train`` (left out when there is none)."""
+    from .models.baselines import Blend
+
+    models = {}
+    for name in names:
+        if name == "blend":
+            if train is not None and len(train):
+                models[name] = Blend.fit(train)
+        else:
+            models[name] = build(name)
+    return models
 
 
-def evaluate_all(checkpoints: dict[str, str | Path], dataset: WindowDataset, out_dir: str | Path,
-                 batch_size: int = 16, device: str = "auto", baselines=BASELINES, max_batches: int | None = None,
+def best_baseline(rows: list[dict], metric: str = "mse") -> dict:
+    """The best of copy-last, context-mean and blend on ``metric`` (lower is better, SSIM/PSNR higher)."""
+    candidates = [r for r in rows if r["model"] in REFERENCE_BASELINES]
+    if not candidates:
+        raise ValueError("no reference baseline (copy_last, context_mean, blend) among the rows")
+    sign = -1 if metric in ("ssim", "psnr") else 1
+    return min(candidates, key=lambda r: sign * r[metric])
+
+
+def evaluate_all(runs: dict[str, Run | str | Path], dataset: WindowDataset, out_dir: str | Path,
+                 batch_size: int = 16, device: str = "auto", baselines: dict[str, Predictor] | None = None,
+                 train: WindowDataset | None = None, data: dict | None = None, max_batches: int | None = None,
                  latency_repeats: int = 5) -> list[dict]:
-    """Evaluate every checkpoint and baseline; write ``results.json`` and ``results.csv`` to ``out_dir``.
+    """Evaluate every run and baseline; write ``results.json`` and ``results.csv`` to ``out_dir``.
 
-    Each row: model, metrics (and per-horizon arrays in the JSON), params, FLOPs per clip, inference
-    ms per clip (batch 1, median, on this machine), training steps and seconds.
+    ``runs`` maps names to :class:`~vidpred.runs.Run` (or checkpoint paths). The baselines are
+    ``baselines``, or all of them with the blend fitted on ``train``. ``data`` is the identity of
+    the evaluated data (:func:`vidpred.runs.data_identity`), recorded beside each model's own.
+    Each row: model, metrics (per-horizon arrays in the JSON), moving-pixel MSE, params, FLOPs per
+    clip, inference ms per clip (batch 1, median after a warm-up), training steps, seconds, data.
     """
     dev = pick_device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     n_context, n_future = dataset.n_context, dataset.n_future
     rows = []
-    entries: list[tuple[str, Predictor, dict | None, str | None]] = [(name, build(name), None, None) for name in baselines]
-    for name, path in checkpoints.items():
-        model, state = load_model(path, dev)
-        entries.append((name, model, state, str(path)))
-    for name, model, state, path in entries:
+    baselines = baseline_models(train) if baselines is None else baselines
+    entries: list[tuple[str, Predictor, Run | None]] = [(name, model, None) for name, model in baselines.items()]
+    for run in runs.values():
+        if not isinstance(run, Run):
+            path = Path(run)
+            run, problems = read_run(path.parent) if path.name in ("last.pt", "best.pt") else (None, [])
+            if run is None:
+                raise ValueError("; ".join(problems) or f"no checkpoint at {path}")
+        entries.append((run.name, run.model(dev), run))
+    for name, model, run in entries:
         model = model.to(dev)
         result = evaluate_model(model, dataset, batch_size, dev, max_batches)
+        state = run.state if run is not None else None
         rows.append({
-            "model": name, "kind": "baseline" if state is None else "learned",
+            "model": name, "kind": "baseline" if run is None else "learned",
             **result,
             "params": count_parameters(model),
             "flops_per_clip": count_flops(model, n_context, n_future),
@@ -76,16 +104,21 @@ def evaluate_all(checkpoints: dict[str, str | Path], dataset: WindowDataset, out
             "train_steps": None if state is None else state["step"],
             "train_seconds": None if state is None else state["train_seconds"],
             "trained_on": None if state is None else state.get("device"),
-            "checkpoint": path,
+            "train_data": None if state is None else state.get("data"),
+            "train_data_text": None if state is None else describe_data(state.get("data")),
+            "checkpoint": None if run is None else str(run.path),
+            "origin": "baseline" if run is None else run.origin,
+            "config": model.config_dict(),
         })
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"device": str(dev), "machine": platform.processor() or platform.machine(),
                "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "test_windows": len(dataset), "n_context": n_context, "n_future": n_future, "results": rows}
+               "latency": f"median of {latency_repeats} runs after a warm-up, batch 1, {torch.get_num_threads()} threads",
+               "test_windows": len(dataset), "n_context": n_context, "n_future": n_future,
+               "eval_data": data, "eval_data_text": describe_data(data) if data else None,
+               "motion_threshold": MOTION_THRESHOLD, "results": rows}
     atomic_write(out_dir / "results.json", lambda h: h.write(json.dumps(payload, indent=1).encode()))
-    columns = ["model", "kind", *METRICS, "mse_per_frame_sum", "params", "flops_per_clip",
-               "inference_ms_per_clip", "train_steps", "train_seconds"]
+    columns = ["model", "kind", *METRICS, "moving_mse", "mse_per_frame_sum", "params", "flops_per_clip",
+               "inference_ms_per_clip", "train_steps", "train_seconds", "train_data_text"]
 
     def write_csv(handle) -> None:
         import io
@@ -108,10 +141,20 @@ def load_results(out_dir: str | Path) -> dict:
 
 
 def format_table(rows: list[dict]) -> str:
-    """A plain-text table of the headline numbers, best MSE first."""
-    header = f"{'model':<14}{'MSE':>10}{'MSE/frame':>11}{'PSNR dB':>9}{'SSIM':>7}{'params':>10}{'GFLOP':>8}{'ms/clip':>9}"
+    """A plain-text table of the headline numbers, best MSE first (lower MSE is better)."""
+    header = (f"{'model':<14}{'MSE':>10}{'moving MSE':>12}{'MSE/frame':>11}{'PSNR dB':>9}{'SSIM':>7}"
+              f"{'params':>10}{'GFLOP':>8}{'ms/clip':>9}")
     lines = [header, "-" * len(header)]
     for r in sorted(rows, key=lambda r: r["mse"]):
-        lines.append(f"{r['model']:<14}{r['mse']:>10.5f}{r['mse_per_frame_sum']:>11.1f}{r['psnr']:>9.2f}"
-                     f"{r['ssim']:>7.3f}{r['params']:>10,}{r['flops_per_clip'] / 1e9:>8.2f}{r['inference_ms_per_clip']:>9.1f}")
+        lines.append(f"{r['model']:<14}{r['mse']:>10.5f}{r.get('moving_mse', float('nan')):>12.4f}"
+                     f"{r['mse_per_frame_sum']:>11.1f}{r['psnr']:>9.2f}{r['ssim']:>7.3f}{r['params']:>10,}"
+                     f"{r['flops_per_clip'] / 1e9:>8.2f}{r['inference_ms_per_clip']:>9.1f}")
+    best = best_baseline(rows) if any(r["model"] in REFERENCE_BASELINES for r in rows) else None
+    if best is not None:
+        lines.append(f"best baseline: {best['model']} (MSE {best['mse']:.5f}); "
+                     "moving MSE: over pixels where |truth − last context frame| > "
+                     f"{MOTION_THRESHOLD}")
+    trained = {r["train_data_text"] for r in rows if r.get("train_data_text")}
+    for text in sorted(trained):
+        lines.append(f"models trained on: {text}")
     return "\n".join(lines)

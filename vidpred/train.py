@@ -191,12 +191,15 @@ def _scalar_logs(logs: dict) -> dict:
 
 def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | None, cfg: TrainConfig,
         out_dir: str | Path, data_cfg: DataConfig | None = None, resume: bool = True,
-        device: str = "auto", progress: bool = True, stop_after: int | None = None) -> TrainResult:
+        device: str = "auto", progress: bool = True, stop_after: int | None = None,
+        probe=None) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` steps, writing ``last.pt``, ``best.pt`` and ``log.jsonl``.
 
     With ``resume`` and a ``last.pt`` of the same config in ``out_dir``, training continues from it
     exactly. ``stop_after`` ends the run early after that many steps of this call (as an interruption
-    would), for tests and for the book's resume demonstration.
+    would), for tests and for the book's resume demonstration. ``probe(model)``, when given, runs
+    at every validation and its dict is logged as a ``"probe"`` record (``vidpred bench quality``
+    logs test metrics this way; nothing is chosen by it).
     """
     out_dir = Path(out_dir)
     rank, _, world_size = dist_info()
@@ -209,6 +212,9 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
         torch.cuda.set_device(dev)
     main_process = rank == 0
     identity = run_identity(model, data_cfg or DataConfig(), cfg)
+    from .runs import data_identity
+
+    provenance = {"data": data_identity(data_cfg or DataConfig(), train_data.clips)} if hasattr(train_data, "clips") else {}
     last_path, best_path, log_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "log.jsonl"
 
     torch.manual_seed(cfg.seed + rank)
@@ -249,7 +255,7 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
             gathered = [rng]
         if main_process:
             save_checkpoint(path, {
-                "version": CHECKPOINT_VERSION, **identity, "state_dict": model.state_dict(),
+                "version": CHECKPOINT_VERSION, **identity, **provenance, "state_dict": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
                 "train_seconds": train_seconds, "best_val_mse": best, "rng": gathered,
                 "torch_version": str(torch.__version__), "device": str(dev),
@@ -306,6 +312,8 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
                 if val < best:
                     best = val
                     checkpoint(step, best_path)
+                if probe is not None:
+                    log({"kind": "probe", "step": step - 1, "seconds": round(train_seconds, 4), **probe(model)})
                 tic = time.perf_counter()
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 checkpoint(step, last_path)
@@ -327,12 +335,23 @@ def run_dir(root: str | Path, model: Predictor, data_cfg: DataConfig, train_cfg:
 
 def load_or_train(model: Predictor, datasets: dict[str, WindowDataset], cfg: TrainConfig, data_cfg: DataConfig,
                   root: str | Path = "runs", progress: bool = True, device: str = "auto") -> TrainResult:
-    """Reuse the finished run of this exact config under ``root``, resume a partial one, or train.
+    """Reuse the finished run of this exact config under ``root`` (or the package's shipped
+    checkpoint of it), resume a partial one, or train.
 
     The model is left on its device with the trained weights loaded, in eval mode.
     """
+    from .runs import shipped_match
+
     out_dir = run_dir(root, model, data_cfg, cfg)
     last = out_dir / "last.pt"
+    shipped = None if last.exists() else shipped_match(run_identity(model, data_cfg, cfg))
+    if shipped is not None:  # the package's own checkpoint of exactly this config
+        model.load_state_dict(shipped.state["state_dict"])
+        model.to(pick_device(device)).eval()
+        log = shipped.path.parent / "log.jsonl"
+        history = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        return TrainResult(shipped.path.parent, shipped.steps, shipped.state["train_seconds"], history,
+                           shipped.state["best_val_mse"], shipped.steps, reused=True)
     if last.exists():
         state = load_checkpoint(last, expect=run_identity(model, data_cfg, cfg))
         if state["step"] >= cfg.steps:

@@ -17,6 +17,7 @@ import numpy as np
 from ..config import CLASSES, DataConfig
 from .windows import Clip
 
+RENDERER_VERSION = 1  # bump when the drawing changes: cached clips are keyed by it
 SUPERSAMPLE = 2  # draw at 2× and shrink with INTER_AREA: anti-aliased limbs
 
 # Limb lengths in pixels of a 64-pixel frame for a body of scale 1.

@@ -79,13 +79,78 @@ def blend_output(frame: torch.Tensor, head: torch.Tensor, patch_size: int) -> to
     return gate * frame + (1 - gate) * new
 
 
+def retrieve(logits: torch.Tensor, memory: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """Next frame as a per-patch mixture of remembered frames and one newly drawn frame.
+
+    All in patch layout: ``logits`` (B, K + 1, h, w) hold, for each patch of the ``h × w`` grid, a
+    score per remembered frame and one for ``new``; ``memory`` is (B, K, p², h, w) and ``new``
+    (B, p², h, w); the result is (B, p², h, w). A score of −inf drops a frame (one not seen yet).
+
+    Exercise is periodic: the frame that shows where a limb will be is usually already in the past
+    (one repetition ago, or its mirror image around the last turning point), so pointing at it is
+    far easier to learn than drawing the limb, and the blend baseline (weight α on the last frame,
+    the rest spread over the others) is one setting of it.
+    """
+    weights = torch.softmax(logits, 1)  # (B, K + 1, h, w)
+    return (weights[:, :-1, None] * memory).sum(1) + weights[:, -1:] * new
+
+
+def init_retrieval_bias(bias: torch.Tensor, n_memory: int, last: float = 3.0) -> None:
+    """Start near the blend: most weight on the latest frame, a little on every other and on ``new``."""
+    with torch.no_grad():
+        bias.zero_()
+        bias[0] = last
+
+
+OUTPUTS = ("retrieve", "gated")  # the recurrent models' read-outs
+
+
 class RecurrentPredictor(Predictor):
     """Frame-by-frame rollout shared by ConvLSTM and PredRNN.
 
-    Subclasses implement ``init_state(batch, like)`` and ``step(frame, state) -> (next_frame,
-    state, aux_loss)``. At step t the input is frame t (ground truth or the previous prediction)
+    Subclasses implement ``init_state(batch, like)`` and ``step(frame, state) -> (top, state,
+    aux_loss)`` where ``top`` is the top layer's hidden state on the patch grid; :meth:`readout`
+    turns it into the next frame. At step t the input is frame t (ground truth or the previous prediction)
     and the output is the prediction of frame t + 1, so nothing at or after t + 1 is ever seen.
+
+    Read-outs (``config.output``): ``"retrieve"`` mixes the last ``n_context`` input frames (newest
+    first) and a new frame with per-patch softmax weights (:func:`retrieve`); ``"gated"`` blends
+    the input frame and a new frame with a per-pixel gate (:func:`blend_output`).
     """
+
+    def head_channels(self) -> int:
+        p2 = self.config.patch_size**2
+        return self.config.n_context + 1 + p2 if self.config.output == "retrieve" else 2 * p2
+
+    def make_head(self, hidden: int) -> None:
+        """The read-out from the top hidden state: ``self.head``, and for "retrieve" a pointer
+        (``self.query``, ``self.key``) that scores each remembered frame by how well the state at
+        the time it was the input matches the state now."""
+        if self.config.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {self.config.output!r}")
+        self.head = nn.Conv2d(hidden, self.head_channels(), 1)
+        if self.config.output == "retrieve":
+            init_retrieval_bias(self.head.bias, self.config.n_context)
+            self.query = nn.Conv2d(hidden, hidden, 1, bias=False)
+            self.key = nn.Conv2d(hidden, hidden, 1, bias=False)
+            nn.init.normal_(self.query.weight, std=0.01)  # near zero: start from the head's prior
+
+    def readout(self, head: torch.Tensor, frame: torch.Tensor, memory: torch.Tensor | None,
+                seen: int, match: torch.Tensor | None = None) -> torch.Tensor:
+        """The next frame (B, 1, H, W) from the head's output; ``memory`` (B, K, p², h, w) holds the
+        patched inputs, newest first, of which the first ``seen`` are real (the rest are padding)."""
+        p = self.config.patch_size
+        if self.config.output == "gated":
+            return blend_output(frame, head, p)
+        n_memory = memory.shape[1]
+        logits, new = head[:, : n_memory + 1], head[:, n_memory + 1 :]
+        if match is not None:  # content scores of the pointer, one per remembered frame
+            logits = torch.cat([logits[:, :n_memory] + match, logits[:, n_memory:]], 1)
+        if seen < n_memory:  # frames not seen yet get no weight
+            mask = torch.zeros(n_memory + 1, device=head.device, dtype=head.dtype)
+            mask[seen:n_memory] = float("-inf")
+            logits = logits + mask.view(1, -1, 1, 1)
+        return unpatchify(retrieve(logits, memory, new), p)  # (B, 1, H, W)
 
     def rollout(self, context: torch.Tensor, future: torch.Tensor | None, n_future: int,
                 masks: tuple[torch.Tensor, torch.Tensor] | None = None):
@@ -97,6 +162,12 @@ class RecurrentPredictor(Predictor):
         # With an all-true context mask (plain scheduled sampling) the context is fed as is: a
         # torch.where would tie every input to the previous prediction and double backward's work.
         mix_context = masks is not None and not bool(masks[0].all())
+        retrieving = self.config.output == "retrieve"
+        n_memory = self.config.n_context
+        p = self.config.patch_size
+        grid = [size // p for size in context.shape[-2:]]
+        memory = context.new_zeros(batch, n_memory, p * p, *grid) if retrieving else None
+        keys = None  # (B, n_memory, hidden, h, w): the key of the state at each remembered input
         for t in range(n_context + n_future - 1):
             if t < n_context:
                 frame = context[:, t]
@@ -108,7 +179,18 @@ class RecurrentPredictor(Predictor):
                 frame = torch.where(keep, future[:, t - n_context], predictions[-1])
             else:
                 frame = predictions[-1]
-            next_frame, state, aux = self.step(frame, state)
+            if retrieving:  # the inputs so far, newest first
+                memory = torch.cat([patchify(frame, p)[:, None], memory[:, :-1]], 1)  # (B, K, p², h, w)
+            top, state, aux = self.step(frame, state)  # (B, hidden, h, w)
+            match = None
+            if retrieving:
+                key = self.key(top)[:, None]
+                keys = key if keys is None else torch.cat([key, keys[:, : n_memory - 1]], 1)
+                query = self.query(top)[:, None]  # (B, 1, hidden, h, w)
+                match = (query * keys).sum(2) / top.shape[1] ** 0.5  # (B, seen, h, w)
+                if match.shape[1] < n_memory:
+                    match = F.pad(match, (0, 0, 0, 0, 0, n_memory - match.shape[1]))
+            next_frame = self.readout(self.head(top), frame, memory, min(t + 1, n_memory), match)
             predictions.append(next_frame)
             aux_total = aux_total + aux
         return torch.stack(predictions, 1), aux_total / len(predictions)

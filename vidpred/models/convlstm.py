@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import RecurrentPredictor, blend_output, patchify
+from .base import RecurrentPredictor, patchify
 
 
 @dataclass
@@ -24,6 +24,7 @@ class ConvLSTMConfig:
     forget_bias: float = 1.0  # start by remembering
     sampling_stop: float = 0.3  # scheduled sampling reaches free-running at this progress
     context_loss_weight: float = 1.0  # weight of next-frame errors inside the context vs the future
+    output: str = "retrieve"  # "retrieve" (mix of past frames and a new one) | "gated"; see base.py
     n_context: int = 30
     n_future: int = 15
 
@@ -57,7 +58,7 @@ class ConvLSTM(RecurrentPredictor):
             ConvLSTMCell(widths[i], widths[i + 1], config.kernel_size, config.forget_bias)
             for i in range(len(config.hidden))
         )
-        self.head = nn.Conv2d(config.hidden[-1], 2 * p2, 1)  # gate and new frame, see blend_output
+        self.make_head(config.hidden[-1])  # self.head (and the pointer): see RecurrentPredictor.readout
 
     def init_state(self, batch: int, like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         size = like.shape[-1] // self.config.patch_size
@@ -70,5 +71,4 @@ class ConvLSTM(RecurrentPredictor):
             h, c = cell(x, h, c)
             new_state.append((h, c))
             x = h
-        next_frame = blend_output(frame, self.head(x), self.config.patch_size)  # (B, 1, H, W)
-        return next_frame, new_state, frame.new_zeros(())
+        return x, new_state, frame.new_zeros(())

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import RecurrentPredictor, blend_output, patchify
+from .base import RecurrentPredictor, patchify
 
 
 @dataclass
@@ -28,6 +28,7 @@ class PredRNNConfig:
     forget_bias: float = 1.0
     sampling_stop: float = 0.3
     context_loss_weight: float = 1.0  # weight of next-frame errors inside the context vs the future
+    output: str = "retrieve"  # "retrieve" (mix of past frames and a new one) | "gated"; see base.py
     decouple_beta: float = 0.0  # weight of the V2 decoupling loss (0 = PredRNN v1)
     reverse_scheduled_sampling: bool = False  # V2's sampling schedule
     n_context: int = 30
@@ -85,7 +86,7 @@ class PredRNN(RecurrentPredictor):
                                    decoupling=config.decouple_beta > 0)
             for i in range(len(config.hidden))
         )
-        self.head = nn.Conv2d(config.hidden[-1], 2 * p2, 1)  # gate and new frame, see blend_output
+        self.make_head(config.hidden[-1])  # self.head (and the pointer): see RecurrentPredictor.readout
 
     def init_state(self, batch: int, like: torch.Tensor):
         size = like.shape[-1] // self.config.patch_size
@@ -102,5 +103,4 @@ class PredRNN(RecurrentPredictor):
                 aux = aux + self.config.decouple_beta * cell.decoupling_loss(delta_c, delta_m)
             new_layers.append((h, c))
             x = h
-        next_frame = blend_output(frame, self.head(x), self.config.patch_size)  # (B, 1, H, W)
-        return next_frame, (new_layers, m), aux / len(self.cells)
+        return x, (new_layers, m), aux / len(self.cells)

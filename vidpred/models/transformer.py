@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Predictor
+from .base import Predictor, init_retrieval_bias
 
 
 @dataclass
@@ -34,13 +34,13 @@ class TransformerConfig:
     patch_size: int = 16
     mlp_ratio: int = 4
     dropout: float = 0.0
-    output: str = "mix"  # "mix" | "gated" | "direct" | "residual"
+    output: str = "retrieve"  # "retrieve" | "mix" | "gated" | "direct" | "residual"
     image_size: int = 64
     n_context: int = 30
     n_future: int = 15
 
 
-OUT_CHANNELS = {"mix": 4, "gated": 2, "direct": 1, "residual": 1}  # head outputs per pixel
+OUT_CHANNELS = {"mix": 4, "gated": 2, "direct": 1, "residual": 1, "retrieve": 1}  # head outputs per pixel
 
 
 class Attention(nn.Module):
@@ -95,7 +95,16 @@ class TransformerPredictor(Predictor):
             FactorizedBlock(config.dim, config.heads, config.mlp_ratio, config.dropout) for _ in range(config.depth)
         )
         self.norm = nn.LayerNorm(config.dim)
-        self.head = nn.Linear(config.dim, OUT_CHANNELS[config.output] * p * p)
+        # "retrieve" adds, per patch, a score for each context frame and one for the new frame.
+        extra = config.n_context + 1 if config.output == "retrieve" else 0
+        self.head = nn.Linear(config.dim, OUT_CHANNELS[config.output] * p * p + extra)
+        if config.output == "retrieve":
+            init_retrieval_bias(self.head.bias, config.n_context)
+            # A pointer: each future patch scores every context frame at its place by the match of
+            # its query with their keys (near zero at the start: training starts from the head's prior).
+            self.query = nn.Linear(config.dim, config.dim, bias=False)
+            self.key = nn.Linear(config.dim, config.dim, bias=False)
+            nn.init.normal_(self.query.weight, std=0.01)
         if config.output == "residual":
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -114,18 +123,38 @@ class TransformerPredictor(Predictor):
         x = patches.reshape(b, t, side, side, channels, p, p).permute(0, 1, 4, 2, 5, 3, 6)
         return x.reshape(b, t, channels, side * p, side * p)
 
+    def retrieve_frames(self, head: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """Each future frame as per-patch softmax weights over the context frames (newest first) and
+        a newly drawn frame (see :func:`vidpred.models.base.retrieve`). ``head`` is (B, n_future, N,
+        n_context + 1 + p²) and ``patches`` the context in patches, (B, n_context, N, p²)."""
+        n_memory = patches.shape[1]
+        weights = torch.softmax(head[..., : n_memory + 1], -1)  # (B, n_future, N, n_context + 1)
+        memory = patches.flip(1)  # newest first
+        out = torch.einsum("bfnk,bknp->bfnp", weights[..., :n_memory], memory)  # (B, n_future, N, p²)
+        out = out + weights[..., n_memory:] * head[..., n_memory + 1 :]
+        return self.from_patches(out, 1)  # (B, n_future, 1, H, W)
+
     def forward(self, context: torch.Tensor, n_future: int = 15) -> torch.Tensor:
         cfg = self.config
         n_context = context.shape[1]
         if n_context != cfg.n_context or n_future > cfg.n_future:
             raise ValueError(f"this transformer was built for {cfg.n_context} context frames and at most "
                              f"{cfg.n_future} future frames, not {n_context} and {n_future}")
-        tokens = self.embed(self.to_patches(context))  # (B, 30, N, D)
+        patches = self.to_patches(context)  # (B, 30, N, p²)
+        tokens = self.embed(patches)  # (B, 30, N, D)
         queries = tokens[:, -1:].expand(-1, n_future, -1, -1)  # (B, n_future, N, D)
         tokens = torch.cat([tokens, queries], 1) + self.pos_space + self.pos_time[:, : n_context + n_future]
         for block in self.blocks:
             tokens = block(tokens)
-        out = self.from_patches(self.head(self.norm(tokens[:, n_context:])), OUT_CHANNELS[cfg.output])
+        tokens = self.norm(tokens)
+        head = self.head(tokens[:, n_context:])  # (B, n_future, N, channels)
+        if cfg.output == "retrieve":
+            query, key = self.query(tokens[:, n_context:]), self.key(tokens[:, :n_context].flip(1))  # newest first
+            match = torch.einsum("bfnd,bknd->bfnk", query, key) / cfg.dim**0.5  # (B, n_future, N, n_context)
+            head = torch.cat([head[..., :n_context] + match, head[..., n_context:]], -1)
+            out = self.retrieve_frames(head, patches)
+            return out.clamp(0, 1) if not self.training else out
+        out = self.from_patches(head, OUT_CHANNELS[cfg.output])
         last = context[:, -1:]  # (B, 1, 1, H, W)
         if cfg.output == "mix":  # per-pixel softmax weights over [last frame, context mean, new frame]
             weights = torch.softmax(out[:, :, :3], dim=2)  # (B, n_future, 3, H, W)

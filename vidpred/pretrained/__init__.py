@@ -1,0 +1,107 @@
+"""The checkpoints shipped with the package, and the one command that re-creates them.
+
+``python -m vidpred.pretrained [--profile book] [--models convlstm,predrnn,transformer]`` trains each
+model of the profile with the profile's own configs (resuming where a run stopped), evaluates it on
+the test split, and copies into ``vidpred/pretrained/<profile>/<model>/`` its weights (``last.pt``,
+without the optimizer state), its ``log.jsonl``, and a ``manifest.json`` for the profile: model,
+configs, the identity of the training data (:func:`vidpred.runs.data_identity`), steps, seconds,
+device, torch version and the test metrics. ``tests/test_pretrained.py`` checks that each shipped
+checkpoint still gives the manifest's test metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from ..config import get_profile
+from ..utils import atomic_write
+
+HERE = Path(__file__).parent
+HEADLINE = ("mse", "moving_mse", "psnr", "ssim", "mse_per_horizon", "moving_mse_per_horizon", "ssim_per_horizon")
+
+
+def ship(profile: str = "book", models=None, runs: str | Path = "runs/ship", device: str = "auto",
+         threads: int | None = None) -> dict:
+    """Train (or resume) and ship the ``models`` of ``profile``; return the manifest."""
+    from ..bench import test_probe
+    from ..data import windows
+    from ..evaluate import baseline_models, evaluate_model
+    from ..models import LEARNED, build
+    from ..runs import data_identity
+    from ..train import fit, run_dir
+
+    if threads:
+        torch.set_num_threads(threads)
+    prof = get_profile(profile)
+    datasets = windows(prof.data)
+    data = data_identity(prof.data, datasets["train"].clips)
+    out = HERE / prof.name
+    out.mkdir(parents=True, exist_ok=True)
+    baselines = {}
+    for name, model in baseline_models(datasets["train"], ("copy_last", "context_mean", "blend")).items():
+        result = evaluate_model(model, datasets["test"])
+        baselines[name] = {"config": model.config_dict(), **{k: result[k] for k in HEADLINE}}
+    manifest = update_manifest(out, {"profile": prof.name, "data": data, "test_windows": len(datasets["test"]),
+                                     "baselines": baselines})
+    for name in models or LEARNED:
+        cfg = prof.train_config(name)
+        torch.manual_seed(cfg.seed)
+        model = build(name, **prof.model_config(name))
+        folder = run_dir(runs, model, prof.data, cfg)
+        fit(model, datasets["train"], datasets["val"], cfg, folder, prof.data, device=device,
+            probe=test_probe(datasets["test"]))  # the quality-against-time curve, logged
+        state = torch.load(folder / "last.pt", map_location="cpu", weights_only=True)
+        for key in ("optimizer", "scaler", "rng"):  # resume state: not needed to predict, and large
+            state.pop(key, None)
+        target = out / name
+        target.mkdir(parents=True, exist_ok=True)
+        atomic_write(target / "last.pt", lambda handle, state=state: torch.save(state, handle))
+        shutil.copyfile(folder / "log.jsonl", target / "log.jsonl")
+        model.load_state_dict(state["state_dict"])
+        result = evaluate_model(model.cpu(), datasets["test"])
+        entry = {"model_config": state["model_config"], "train_config": state["train_config"],
+                 "data_config": state["data_config"], "steps": state["step"],
+                 "train_seconds": state["train_seconds"], "device": state["device"],
+                 "torch_version": state["torch_version"], "threads": torch.get_num_threads(),
+                 "test": {k: result[k] for k in HEADLINE}}
+        manifest = update_manifest(out, {}, {name: entry})
+        print(f"shipped {name}: {state['step']} steps, {state['train_seconds'] / 60:.1f} min, test MSE {result['mse']:.5f} "
+              f"(blend {baselines['blend']['mse']:.5f}), moving {result['moving_mse']:.4f} "
+              f"(blend {baselines['blend']['moving_mse']:.4f})", flush=True)
+    return manifest
+
+
+def update_manifest(folder: Path, fields: dict, models: dict | None = None) -> dict:
+    """Read-modify-write ``manifest.json`` under a lock: several models may ship at once."""
+    import fcntl
+
+    path = folder / "manifest.json"
+    with open(folder / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = json.loads(path.read_text()) if path.exists() else {}
+        manifest.update(fields)
+        manifest.setdefault("models", {}).update(models or {})
+        atomic_write(path, lambda handle: handle.write(json.dumps(manifest, indent=1).encode()))
+    return manifest
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vidpred.pretrained", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="book")
+    parser.add_argument("--models", default=None, help="comma-separated (default: every learned model)")
+    parser.add_argument("--runs", default="runs/ship", help="where the full runs (with optimizer state) go")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    ship(args.profile, args.models.split(",") if args.models else None, args.runs, args.device, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
