@@ -46,7 +46,10 @@ def test_train_evaluate_generate(tmp_path, monkeypatch, capsys):
         assert (row["params"] > 0 and row["flops_per_clip"] > 0) == (row["kind"] == "learned")
         assert (row["train_steps"] == 3) == (row["kind"] == "learned")
     with open(runs / "results.csv") as handle:
-        assert len(list(csv.DictReader(handle))) == 6
+        assert len(list(csv.DictReader(handle))) == len(BASELINES) + len(LEARNED)
+    learned = [r for r in results["results"] if r["kind"] == "learned"]
+    assert all(r["train_data"]["source"] == "synthetic" for r in learned)  # each row says what it was trained on
+    assert results["eval_data"]["fingerprint"] == learned[0]["train_data"]["fingerprint"]
     assert main(["generate", "--profile", "smoke", "--runs", str(runs), "--clips", "1", "--format", "mp4,gif"]) == 0
     for suffix in ("mp4", "gif"):
         frames = read_video(runs / "videos" / f"clip00.{suffix}")

@@ -80,14 +80,14 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms
+    from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms, placeholder_config
 
     prof = get_profile(profile)
     peak = matmul_gflops()
     rows = []
     for name in (*BASELINES, *LEARNED):
         torch.manual_seed(0)
-        model = build(name, **prof.model_config(name))
+        model = build(name, **placeholder_config(name, prof.model_config(name)))
         row = {"model": name, "params": count_parameters(model), "flops_per_clip": count_flops(model),
                "inference_ms_per_clip": latency_ms(model, repeats=iters),
                "inference_clips_per_s_batch8": batch / latency_ms(model, repeats=iters, batch=batch) * 1000}

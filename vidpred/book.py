@@ -58,3 +58,102 @@ def show_source(obj) -> object:
     from IPython.display import Code
 
     return Code(inspect.getsource(obj), language="python")
+
+
+# ------------------------------------------------------------------------------ model chapters
+@dataclass
+class ModelChapter:
+    """What a model chapter shows: the profile's full run (shipped or trained), a short live run,
+    the data, and the baselines with their validation MSE (the lines to beat)."""
+
+    name: str
+    model: torch.nn.Module  # the full run's weights, eval mode, on the CPU
+    full: object  # TrainResult of the profile's run (reused from the shipped checkpoint when it matches)
+    live: object  # TrainResult of this build's short run
+    datasets: dict
+    baselines: dict  # name -> fitted baseline predictor
+    baseline_val: dict  # name -> validation MSE, measured like the runs' validation
+
+
+def model_chapter(env: BookEnv, name: str, live_steps: int | None = None, **model_overrides) -> ModelChapter:
+    """Load (or train) the profile's run of ``name`` and train a short live run of it in this build.
+
+    The full run is what ``load_or_train`` finds: the package ships one for the book profile, so the
+    build does not spend half an hour training. The live run repeats the recipe for ``live_steps``
+    steps (the profile's ``live_steps``, about a minute on a 2-core CPU) so the chapter still shows
+    training happen, and its curve is drawn beside the full run's. ``model_overrides`` change the
+    live run's model config only (the exercises use them), never the profile's run.
+    """
+    import dataclasses
+
+    from .evaluate import baseline_models
+    from .models import build
+    from .train import load_or_train, validation_mse
+
+    datasets = chapter_data(env)
+    cfg = env.profile.train_config(name)
+    torch.manual_seed(cfg.seed)
+    model = build(name, **env.profile.model_config(name))
+    full = load_or_train(model, datasets, cfg, env.profile.data, root=env.runs, progress=False)
+    config = {**env.profile.model_config(name), **model_overrides}  # what the live run tries
+    steps = live_steps or env.profile.live_steps.get(name, max(1, cfg.steps // 10))
+    live_cfg = dataclasses.replace(cfg, steps=steps, eval_every=max(1, steps // 5), checkpoint_every=steps,
+                                   warmup_steps=min(cfg.warmup_steps, max(1, steps // 10)))
+    torch.manual_seed(cfg.seed)
+    live = load_or_train(build(name, **config), datasets, live_cfg, env.profile.data, root=env.runs / "live",
+                         progress=False)
+    baselines = baseline_models(datasets["train"], ("copy_last", "context_mean", "blend"))
+    device = torch.device("cpu")
+    baseline_val = {b: validation_mse(m, datasets["val"], cfg.batch_size, cfg.eval_batches, device)
+                    for b, m in baselines.items()}
+    return ModelChapter(name, model.cpu().eval(), full, live, datasets, baselines, baseline_val)
+
+
+_DATA_CACHE: dict = {}
+
+
+def chapter_data(env: BookEnv) -> dict:
+    """The profile's windows by split (made once per kernel)."""
+    from .config import config_hash
+    from .data import windows
+
+    key = config_hash(env.profile.data)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = windows(env.profile.data)
+    return _DATA_CACHE[key]
+
+
+def moving_windows(dataset, n: int = 2) -> list[int]:
+    """Indices of the ``n`` windows whose future moves most (the most pixels past the motion threshold),
+    spread over different clips: the windows where a frozen prediction is most visibly wrong."""
+    from .metrics import motion_mask
+
+    scores = []
+    for i in range(len(dataset)):
+        context, future = dataset[i]
+        scores.append((float(motion_mask(future[None], context[None, -1:]).float().mean()), i))
+    picked, clips = [], set()
+    for _, i in sorted(scores, reverse=True):
+        clip = dataset.index[i][0]
+        if clip not in clips:
+            picked.append(i)
+            clips.add(clip)
+        if len(picked) == n:
+            break
+    return picked
+
+
+def results(env: BookEnv) -> dict:
+    """This profile's ``results.json`` (written by chapter 8 or ``vidpred evaluate``); when there is none,
+    e.g. when this chapter runs alone in a fresh Colab runtime, evaluate the profile's runs now."""
+    from .evaluate import evaluate_all, load_results
+    from .runs import data_identity, runs_for
+
+    try:
+        return load_results(env.runs)
+    except FileNotFoundError:
+        datasets = chapter_data(env)
+        data = data_identity(env.profile.data, datasets["train"].clips)
+        found = runs_for(env.runs, env.profile.name, data)
+        evaluate_all(found.runs, datasets["test"], env.runs, device="cpu", train=datasets["train"], data=data)
+        return load_results(env.runs)

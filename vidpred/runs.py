@@ -26,8 +26,6 @@ import numpy as np
 from .config import DataConfig
 
 SHIPPED = Path(__file__).parent / "pretrained"
-# Fields of the data config that say nothing about the data itself (where it is cached, where it lives).
-LOCATION_FIELDS = ("cache_dir", "data_dir")
 
 
 class RunMismatch(ValueError):
@@ -48,7 +46,8 @@ def data_identity(cfg: DataConfig, train_clips) -> dict:
         digest.update(np.ascontiguousarray(clip.frames).tobytes())
         frames += len(clip.frames)
     return {"source": cfg.source, "classes": list(cfg.classes), "frame_step": cfg.frame_step,
-            "image_size": cfg.image_size, "crop": getattr(cfg, "crop", "none"),
+            "image_size": cfg.image_size,  # synthetic frames are rendered square: no crop applies to them
+            "crop": getattr(cfg, "crop", "none") if cfg.source == "ucf101" else "none",
             "train_clips": len(train_clips), "train_frames": frames, "fingerprint": digest.hexdigest()[:16]}
 
 
@@ -61,11 +60,6 @@ def describe_data(data: dict | None) -> str:
     names = ", ".join(classes) if len(classes) <= 5 else f"{', '.join(classes[:4])} and {len(classes) - 4} more"
     return (f"{source} ({names}), frame step {data['frame_step']}, {data['image_size']} px, "
             f"{data['train_clips']} training clips, data {data['fingerprint']}")
-
-
-def comparable(data_config: dict) -> dict:
-    """A data config without the fields that only say where the data lives."""
-    return {k: v for k, v in data_config.items() if k not in LOCATION_FIELDS}
 
 
 @dataclass
@@ -190,17 +184,25 @@ def shipped_runs(profile: str = "book", models=None) -> RunSet:
     return found
 
 
-def shipped_match(identity: dict, profile: str | None = None) -> Run | None:
-    """The shipped run with exactly this run identity (model, configs), if there is one."""
+WINDOW_FIELDS = ("n_context", "n_future", "frame_step", "window_stride", "train_stride")
+
+
+def shipped_match(identity: dict, data: dict | None, profile: str | None = None) -> Run | None:
+    """The shipped run with this run identity: the same model, model and training configs, windows
+    cut the same way, and training data with the same fingerprint (``data``, from
+    :func:`data_identity`; the pixels decide, not how the config that made them is spelled)."""
     from .config import PROFILES
 
+    if data is None:
+        return None
     for name in [profile] if profile else PROFILES:
         run = shipped_runs(name).runs.get(identity["model"])
         if run is None:
             continue
         state = run.state
+        windows_match = all(state["data_config"].get(k) == identity["data_config"].get(k) for k in WINDOW_FIELDS)
         if (state["model_config"] == identity["model_config"] and state["train_config"] == identity["train_config"]
-                and comparable(state["data_config"]) == comparable(identity["data_config"])):
+                and windows_match and (run.data or {}).get("fingerprint") == data["fingerprint"]):
             return run
     return None
 

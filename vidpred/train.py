@@ -340,11 +340,13 @@ def load_or_train(model: Predictor, datasets: dict[str, WindowDataset], cfg: Tra
 
     The model is left on its device with the trained weights loaded, in eval mode.
     """
-    from .runs import shipped_match
+    from .runs import data_identity, shipped_match
 
     out_dir = run_dir(root, model, data_cfg, cfg)
     last = out_dir / "last.pt"
-    shipped = None if last.exists() else shipped_match(run_identity(model, data_cfg, cfg))
+    train_clips = getattr(datasets["train"], "clips", None)
+    data = data_identity(data_cfg, train_clips) if train_clips is not None else None
+    shipped = None if last.exists() else shipped_match(run_identity(model, data_cfg, cfg), data)
     if shipped is not None:  # the package's own checkpoint of exactly this config
         model.load_state_dict(shipped.state["state_dict"])
         model.to(pick_device(device)).eval()

@@ -98,10 +98,49 @@ def plot_trajectory(context, future, predictions: dict, title: str | None = None
     return ax.figure
 
 
+def plot_runs(name: str, full: list[dict], live: list[dict], baselines: dict[str, float]):
+    """Validation MSE against training minutes: the profile's full run, this build's short live run, and
+    the baselines as horizontal lines (the same validation windows for all)."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for history, label, style in ((full, f"{name}: the profile's run", "o-"), (live, f"{name}: live run in this build", "s-")):
+        val = [(r["seconds"] / 60, r["val_mse"]) for r in history if r["kind"] == "val"]
+        if val:
+            ax.plot(*zip(*val), style, ms=3, label=label)
+    styles = {"copy_last": ":", "context_mean": "-.", "blend": "--"}
+    for baseline, value in baselines.items():
+        ax.axhline(value, ls=styles.get(baseline, "--"), color="0.35", lw=1)
+        ax.annotate(baseline, (1.0, value), xycoords=("axes fraction", "data"), fontsize=7, ha="right", va="bottom")
+    ax.set(xlabel="training minutes", ylabel="validation MSE per pixel", yscale="log",
+           title="lower is better; dashed lines: baselines")
+    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1, 0.9))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_retrieval(weights, title: str = "", recurrent: bool = True, ax=None):
+    """Where a "retrieve" read-out points: a heat map of the (n_future, K + 1) weights of one window
+    (see :func:`vidpred.models.base.retrieval_weights`), predicted frame down, remembered frame across."""
+    weights = np.asarray(weights)
+    n_future, slots = weights.shape
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 2.9))
+    image = ax.imshow(weights, aspect="auto", cmap="magma", vmin=0)
+    ticks = list(range(0, slots - 1, 5)) + [slots - 1]
+    ax.set_xticks(ticks, [str(t) for t in ticks[:-1]] + ["new"])
+    ax.set_yticks(range(0, n_future, 2), [str(k + 1) for k in range(0, n_future, 2)])
+    ax.set(xlabel="input frame, steps back from the current input" if recurrent else "context frame, steps back from the last",
+           ylabel="predicted frame", title=title)
+    ax.figure.colorbar(image, ax=ax, label="weight", fraction=0.04)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
 def plot_horizon(rows: Sequence[dict], metrics: Sequence[str] = ("mse", "psnr", "ssim")):
     """Each metric against the predicted frame index, one line per model."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
-    labels = {"mse": "MSE per pixel", "psnr": "PSNR (dB)", "ssim": "SSIM", "mae": "MAE per pixel"}
+    labels = {"mse": "MSE per pixel (lower is better)", "psnr": "PSNR dB (higher is better)",
+              "ssim": "SSIM (higher is better)", "mae": "MAE per pixel", "moving_mse": "moving-pixel MSE (lower is better)"}
     for ax, metric in zip(axes[0], metrics):
         for i, row in enumerate(rows):
             values = row[f"{metric}_per_horizon"]

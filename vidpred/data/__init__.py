@@ -35,7 +35,7 @@ def synthetic_clips(cfg: DataConfig) -> list[Clip]:
             frames = np.load(frames_path, mmap_mode="r")
             if frames.shape[0] != len(index) or frames.dtype != np.uint8:
                 raise ValueError(f"{frames.shape[0]} clips for {len(index)} names")
-            return [Clip(name, label, group, np.asarray(frames[i])) for i, (name, label, group) in enumerate(index)]
+            return [Clip(name, label, group, np.array(frames[i])) for i, (name, label, group) in enumerate(index)]
         except (OSError, ValueError) as err:
             warnings.warn(f"{frames_path} is unreadable ({err}); rendering the synthetic clips again", stacklevel=2)
     clips = generate(cfg)

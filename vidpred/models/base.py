@@ -95,6 +95,20 @@ def retrieve(logits: torch.Tensor, memory: torch.Tensor, new: torch.Tensor) -> t
     return (weights[:, :-1, None] * memory).sum(1) + weights[:, -1:] * new
 
 
+@torch.no_grad()
+def retrieval_weights(model: nn.Module, context: torch.Tensor, n_future: int = 15) -> torch.Tensor:
+    """Where a "retrieve" read-out points: (B, n_future, K + 1) weights, averaged over the patches,
+    on each remembered frame (newest first; for the future frames of a recurrent model the first
+    slots hold its own earlier predictions) and, last, on the newly drawn frame."""
+    model.record = []
+    try:
+        model.eval()(context, n_future)
+        weights = torch.stack(model.record, 1) if model.record[0].dim() == 2 else model.record[0]
+    finally:
+        model.record = None
+    return weights[:, -n_future:]
+
+
 def init_retrieval_bias(bias: torch.Tensor, n_memory: int, last: float = 3.0) -> None:
     """Start near the blend: most weight on the latest frame, a little on every other and on ``new``."""
     with torch.no_grad():
@@ -113,14 +127,19 @@ class RecurrentPredictor(Predictor):
     turns it into the next frame. At step t the input is frame t (ground truth or the previous prediction)
     and the output is the prediction of frame t + 1, so nothing at or after t + 1 is ever seen.
 
-    Read-outs (``config.output``): ``"retrieve"`` mixes the last ``n_context`` input frames (newest
-    first) and a new frame with per-patch softmax weights (:func:`retrieve`); ``"gated"`` blends
+    Read-outs (``config.output``): ``"retrieve"`` mixes every input frame so far (newest first: the
+    whole context stays in reach to the last predicted frame) and a new frame with per-patch softmax
+    weights (:func:`retrieve`); ``"gated"`` blends
     the input frame and a new frame with a per-pixel gate (:func:`blend_output`).
     """
 
+    def memory_size(self) -> int:
+        """Every input of a rollout can be remembered: the context and all but the last prediction."""
+        return self.config.n_context + self.config.n_future - 1
+
     def head_channels(self) -> int:
         p2 = self.config.patch_size**2
-        return self.config.n_context + 1 + p2 if self.config.output == "retrieve" else 2 * p2
+        return self.memory_size() + 1 + p2 if self.config.output == "retrieve" else 2 * p2
 
     def make_head(self, hidden: int) -> None:
         """The read-out from the top hidden state: ``self.head``, and for "retrieve" a pointer
@@ -130,9 +149,10 @@ class RecurrentPredictor(Predictor):
             raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {self.config.output!r}")
         self.head = nn.Conv2d(hidden, self.head_channels(), 1)
         if self.config.output == "retrieve":
-            init_retrieval_bias(self.head.bias, self.config.n_context)
-            self.query = nn.Conv2d(hidden, hidden, 1, bias=False)
-            self.key = nn.Conv2d(hidden, hidden, 1, bias=False)
+            init_retrieval_bias(self.head.bias, self.memory_size())
+            features = hidden + self.config.patch_size**2  # the state and the input patch it just read
+            self.query = nn.Conv2d(features, hidden, 1, bias=False)
+            self.key = nn.Conv2d(features, hidden, 1, bias=False)
             nn.init.normal_(self.query.weight, std=0.01)  # near zero: start from the head's prior
 
     def readout(self, head: torch.Tensor, frame: torch.Tensor, memory: torch.Tensor | None,
@@ -150,6 +170,8 @@ class RecurrentPredictor(Predictor):
             mask = torch.zeros(n_memory + 1, device=head.device, dtype=head.dtype)
             mask[seen:n_memory] = float("-inf")
             logits = logits + mask.view(1, -1, 1, 1)
+        if getattr(self, "record", None) is not None:  # see retrieval_weights
+            self.record.append(torch.softmax(logits, 1).mean((2, 3)))
         return unpatchify(retrieve(logits, memory, new), p)  # (B, 1, H, W)
 
     def rollout(self, context: torch.Tensor, future: torch.Tensor | None, n_future: int,
@@ -163,11 +185,11 @@ class RecurrentPredictor(Predictor):
         # torch.where would tie every input to the previous prediction and double backward's work.
         mix_context = masks is not None and not bool(masks[0].all())
         retrieving = self.config.output == "retrieve"
-        n_memory = self.config.n_context
+        n_memory = self.memory_size()
         p = self.config.patch_size
         grid = [size // p for size in context.shape[-2:]]
         memory = context.new_zeros(batch, n_memory, p * p, *grid) if retrieving else None
-        keys = None  # (B, n_memory, hidden, h, w): the key of the state at each remembered input
+        keys, previous_key = None, None  # keys: (B, n_memory, hidden, h, w), one per remembered input
         for t in range(n_context + n_future - 1):
             if t < n_context:
                 frame = context[:, t]
@@ -184,12 +206,18 @@ class RecurrentPredictor(Predictor):
             top, state, aux = self.step(frame, state)  # (B, hidden, h, w)
             match = None
             if retrieving:
-                key = self.key(top)[:, None]
-                keys = key if keys is None else torch.cat([key, keys[:, : n_memory - 1]], 1)
-                query = self.query(top)[:, None]  # (B, 1, hidden, h, w)
+                # "When did the state last look like now? What came next is my prediction." Frame t
+                # is remembered under the key of the state that predicted it (step t − 1), and the
+                # query of the state now (step t) looks for a match among those keys.
+                features = torch.cat([top, memory[:, 0]], 1)  # (B, hidden + p², h, w)
+                key_now = self.key(features)
+                key_before = (previous_key if previous_key is not None else torch.zeros_like(key_now))[:, None]
+                keys = key_before if keys is None else torch.cat([key_before, keys[:, : n_memory - 1]], 1)
+                query = self.query(features)[:, None]  # (B, 1, hidden, h, w)
                 match = (query * keys).sum(2) / top.shape[1] ** 0.5  # (B, seen, h, w)
                 if match.shape[1] < n_memory:
                     match = F.pad(match, (0, 0, 0, 0, 0, n_memory - match.shape[1]))
+                previous_key = key_now
             next_frame = self.readout(self.head(top), frame, memory, min(t + 1, n_memory), match)
             predictions.append(next_frame)
             aux_total = aux_total + aux

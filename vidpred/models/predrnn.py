@@ -104,3 +104,16 @@ class PredRNN(RecurrentPredictor):
             new_layers.append((h, c))
             x = h
         return x, (new_layers, m), aux / len(self.cells)
+
+
+@dataclass
+class PredRNNV2Config(PredRNNConfig):
+    decouple_beta: float = 0.1  # the weight the official PredRNN-V2 code uses
+    reverse_scheduled_sampling: bool = True
+
+
+class PredRNNV2(PredRNN):
+    """PredRNN with both V2 options on by default: its own name, so results and checkpoints say which."""
+
+    name = "predrnn_v2"
+    Config = PredRNNV2Config

@@ -129,6 +129,8 @@ class TransformerPredictor(Predictor):
         n_context + 1 + p²) and ``patches`` the context in patches, (B, n_context, N, p²)."""
         n_memory = patches.shape[1]
         weights = torch.softmax(head[..., : n_memory + 1], -1)  # (B, n_future, N, n_context + 1)
+        if getattr(self, "record", None) is not None:  # see vidpred.models.base.retrieval_weights
+            self.record.append(weights.mean(2))
         memory = patches.flip(1)  # newest first
         out = torch.einsum("bfnk,bknp->bfnp", weights[..., :n_memory], memory)  # (B, n_future, N, p²)
         out = out + weights[..., n_memory:] * head[..., n_memory + 1 :]

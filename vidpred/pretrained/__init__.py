@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def ship(profile: str = "book", models=None, runs: str | Path = "runs/ship", dev
         target = out / name
         target.mkdir(parents=True, exist_ok=True)
         atomic_write(target / "last.pt", lambda handle, state=state: torch.save(state, handle))
-        shutil.copyfile(folder / "log.jsonl", target / "log.jsonl")
+        thin_log(folder / "log.jsonl", target / "log.jsonl")
         model.load_state_dict(state["state_dict"])
         result = evaluate_model(model.cpu(), datasets["test"])
         entry = {"model_config": state["model_config"], "train_config": state["train_config"],
@@ -75,6 +74,13 @@ def ship(profile: str = "book", models=None, runs: str | Path = "runs/ship", dev
               f"(blend {baselines['blend']['mse']:.5f}), moving {result['moving_mse']:.4f} "
               f"(blend {baselines['blend']['moving_mse']:.4f})", flush=True)
     return manifest
+
+
+def thin_log(source: Path, target: Path, every: int = 10) -> None:
+    """Copy a run's log with every validation and probe record but only every ``every``-th training step."""
+    lines = [line for line in source.read_text().splitlines()
+             if json.loads(line)["kind"] != "train" or json.loads(line)["step"] % every == 0]
+    atomic_write(target, lambda handle: handle.write(("\n".join(lines) + "\n").encode()))
 
 
 def update_manifest(folder: Path, fields: dict, models: dict | None = None) -> dict:
