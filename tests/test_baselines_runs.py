@@ -131,3 +131,31 @@ def test_data_fingerprint_follows_the_pixels_not_the_folder():
     assert a == b and a["fingerprint"] != c["fingerprint"]
     assert WindowDataset.from_config([Clip("x", "PushUps", 1, frames)], dataclasses.replace(cfg, train_stride=1),
                                      "train").index[:2] == [(0, 0), (0, 1)]
+
+
+def test_bench_quality_measures_test_error_against_training_time():
+    from vidpred.bench import bench_quality
+
+    result = bench_quality("smoke", models=("convlstm", "transformer"), steps=4)
+    assert set(result["baselines"]) == {"copy_last", "context_mean", "blend"}
+    for name, curve in result["curves"].items():
+        assert [point["step"] for point in curve] == [0, 1, 2, 3], name  # a probe at every validation
+        assert all(p["seconds"] > 0 and 0 < p["test_mse"] < 1 and 0 < p["test_moving_mse"] < 1 for p in curve)
+        assert curve == sorted(curve, key=lambda p: p["seconds"])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "random"])
+def test_a_damaged_checkpoint_is_skipped_with_its_name_and_best_is_used(tmp_path, damage):
+    data = windows(SMOKE.data)
+    folder = _train(tmp_path, "convlstm", data, "run", steps=2)
+    last = folder / "last.pt"
+    content = last.read_bytes()
+    last.write_bytes({"truncated": content[: len(content) // 2], "empty": b"",
+                      "random": np.random.default_rng(0).bytes(4096)}[damage])
+    with pytest.warns(UserWarning, match="skipped .*last.pt"):
+        found = find_runs(tmp_path)
+    assert found.runs["convlstm"].path.name == "best.pt"  # the sound best.pt stands in
+    assert all("weights_only=False" not in m and "last.pt" in m for m in found.skipped)
+    (folder / "best.pt").write_bytes(b"")
+    with pytest.warns(UserWarning, match="best.pt is empty"):
+        assert find_runs(tmp_path).runs == {}

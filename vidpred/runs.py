@@ -111,18 +111,18 @@ def read_run(folder: Path, origin: str = "trained") -> tuple[Run | None, list[st
     """
     from .train import load_checkpoint
 
-    problems = []
-    for filename in ("last.pt", "best.pt"):
+    problems, found = [], None
+    for filename in ("last.pt", "best.pt"):  # both are checked, so a damaged best.pt is reported too
         path = folder / filename
         if not path.exists():
             continue
         try:
             state = load_checkpoint(path)
         except (ValueError, OSError) as err:
-            problems.append(f"skipped {path}: {str(err).splitlines()[0]}; delete it or train again")
+            problems.append(f"skipped {path}: {str(err).splitlines()[0]}")
             continue
-        return Run(state["model"], path, state, origin), problems
-    return None, problems
+        found = found or Run(state["model"], path, state, origin)
+    return found, problems
 
 
 def find_runs(root: str | Path | None, data: dict | None = None, *, allow_mixed: bool = False,

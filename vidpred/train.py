@@ -139,10 +139,16 @@ def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (an interrupted copy?): delete it, or train again")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # a truncated or foreign file
-        raise ValueError(f"{path} is not a readable vidpred checkpoint: {err}") from err
+    except Exception as err:  # a truncated, corrupt or foreign file
+        # torch's message may advise retrying with weights_only=False; that would run code from the
+        # file, so it is never passed on.
+        reason = "truncated or corrupt" if isinstance(err, (RuntimeError, EOFError, OSError)) else \
+            "not a checkpoint this package can load safely (weights only)"
+        raise ValueError(f"{path} is {reason} ({type(err).__name__}): delete it, or train again") from None
     if not isinstance(state, dict) or "model" not in state or "state_dict" not in state:
         raise ValueError(f"{path} is not a vidpred checkpoint (no model name or weights in it)")
     if expect is not None:

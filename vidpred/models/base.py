@@ -109,8 +109,9 @@ def retrieval_weights(model: nn.Module, context: torch.Tensor, n_future: int = 1
     return weights[:, -n_future:]
 
 
-def init_retrieval_bias(bias: torch.Tensor, n_memory: int, last: float = 3.0) -> None:
-    """Start near the blend: most weight on the latest frame, a little on every other and on ``new``."""
+def init_retrieval_bias(bias: torch.Tensor, last: float = 3.0) -> None:
+    """Start near the blend: most weight on the latest frame (score ``last``; the first of the read-out's
+    scores), a little on every other and on ``new`` (score 0)."""
     with torch.no_grad():
         bias.zero_()
         bias[0] = last
@@ -124,13 +125,13 @@ class RecurrentPredictor(Predictor):
 
     Subclasses implement ``init_state(batch, like)`` and ``step(frame, state) -> (top, state,
     aux_loss)`` where ``top`` is the top layer's hidden state on the patch grid; :meth:`readout`
-    turns it into the next frame. At step t the input is frame t (ground truth or the previous prediction)
-    and the output is the prediction of frame t + 1, so nothing at or after t + 1 is ever seen.
+    turns it into the next frame. At step t the input is frame t (ground truth or the previous
+    prediction) and the output is the prediction of frame t + 1, so nothing at or after t + 1 is seen.
 
     Read-outs (``config.output``): ``"retrieve"`` mixes every input frame so far (newest first: the
     whole context stays in reach to the last predicted frame) and a new frame with per-patch softmax
-    weights (:func:`retrieve`); ``"gated"`` blends
-    the input frame and a new frame with a per-pixel gate (:func:`blend_output`).
+    weights (:func:`retrieve`); ``"gated"`` blends the input frame and a new frame with a per-pixel
+    gate (:func:`blend_output`).
     """
 
     def memory_size(self) -> int:
@@ -149,7 +150,7 @@ class RecurrentPredictor(Predictor):
             raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {self.config.output!r}")
         self.head = nn.Conv2d(hidden, self.head_channels(), 1)
         if self.config.output == "retrieve":
-            init_retrieval_bias(self.head.bias, self.memory_size())
+            init_retrieval_bias(self.head.bias)
             features = hidden + self.config.patch_size**2  # the state and the input patch it just read
             self.query = nn.Conv2d(features, hidden, 1, bias=False)
             self.key = nn.Conv2d(features, hidden, 1, bias=False)

@@ -99,7 +99,7 @@ class TransformerPredictor(Predictor):
         extra = config.n_context + 1 if config.output == "retrieve" else 0
         self.head = nn.Linear(config.dim, OUT_CHANNELS[config.output] * p * p + extra)
         if config.output == "retrieve":
-            init_retrieval_bias(self.head.bias, config.n_context)
+            init_retrieval_bias(self.head.bias)
             # A pointer: each future patch scores every context frame at its place by the match of
             # its query with their keys (near zero at the start: training starts from the head's prior).
             self.query = nn.Linear(config.dim, config.dim, bias=False)
