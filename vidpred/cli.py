@@ -247,6 +247,9 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"vidpred {args.command}: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # train stops cleanly on SIGINT/SIGTERM and says where (TrainingStopped)
+        print(f"vidpred {args.command}: {str(err) or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(err, "signum", 2)  # 130 for SIGINT (Ctrl+C), 143 for SIGTERM, as shells report
 
 
 if __name__ == "__main__":
