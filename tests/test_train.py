@@ -176,14 +176,18 @@ def test_ctrl_c_finishes_the_step_saves_and_exits_130(tmp_path, monkeypatch, cap
     monkeypatch.setattr(ConvLSTM, "training_loss", interrupted)
     runs = tmp_path / "runs"
     args = ["train", "--model", "convlstm", "--profile", "smoke", "--steps", "8", "--runs", str(runs)]
-    assert main(args) == 130
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a `&` job ignores it)
+    try:
+        assert main(args) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after training
+    finally:
+        signal.signal(signal.SIGINT, before)
     err = capsys.readouterr().err
     assert "Traceback" not in err
     run = next(runs.iterdir())
     line = err.strip().splitlines()[-1]
     assert line == f"vidpred train: stopped at step 6 by SIGINT; {run / 'last.pt'} holds it; resume with the same command"
     assert load_checkpoint(run / "last.pt")["step"] == 6 and not (run / ".lock").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
 def test_sigterm_stops_a_cli_training_that_resumes_exactly(data, tmp_path):

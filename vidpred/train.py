@@ -307,7 +307,8 @@ def stop_on_signals():
     try:
         if threading.current_thread() is threading.main_thread() and dist_info()[2] == 1:
             for signum in (signal.SIGINT, signal.SIGTERM):
-                previous[signum] = signal.signal(signum, handler)
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored (nohup, `&`) stays ignored
+                    previous[signum] = signal.signal(signum, handler)
         yield request
     finally:
         for signum, old in previous.items():
