@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="find, decode and cache the data; print a summary")
     common(p, runs=False)
     p.set_defaults(func=cmd_prepare)
-    p = sub.add_parser("train", help="train a model (or all) in a profile; resumes by default")
+    p = sub.add_parser("train", help="train a model (or all) in a profile; resumes by default",
+                       description="Ctrl+C (SIGINT) or SIGTERM finishes the current step, saves last.pt and exits "
+                                   "with 130 or 143; the same command resumes. One training per run folder.")
     common(p)
     p.add_argument("--model", default="all", help="convlstm | predrnn | transformer | all")
     p.add_argument("--steps", type=int, help="override the profile's step count")

@@ -174,10 +174,12 @@ def save_checkpoint(path: Path, state: dict) -> None:
             free = f", {shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
         except OSError:
             free = ""
-        why = f"the disk is full{free}" if full else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        why = f"the disk is full{free}" if full else f"{type(err).__name__}: {first_line}"
         kept = "the previous checkpoint is kept" if path.exists() else "no previous checkpoint there"
-        raise CheckpointWriteError(f"could not write {path}: {why}; {kept}. Free some space on {path.parent} "
-                                   "and resume with the same command") from None
+        fix = f"free some space on {path.parent}" if full else "fix that"
+        raise CheckpointWriteError(f"could not write {path}: {why}; {kept}. {fix.capitalize()} and resume with "
+                                   "the same command") from None
 
 
 def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="cpu") -> dict:
