@@ -191,12 +191,12 @@ def test_ctrl_c_finishes_the_step_saves_and_exits_130(tmp_path, monkeypatch, cap
 
 
 def test_sigterm_stops_a_cli_training_that_resumes_exactly(data, tmp_path):
-    steps = 12
+    steps = 16
     runs = tmp_path / "runs"
     args = ["train", "--model", "convlstm", "--profile", "smoke", "--steps", str(steps), "--runs", str(runs)]
     # The smoke profile trains in milliseconds per step: a sleep in each step leaves time to send the signal.
     script = ("import sys, time; from vidpred.models.convlstm import ConvLSTM; real = ConvLSTM.training_loss\n"
-              "def slow(self, *a):\n    time.sleep(0.15)\n    return real(self, *a)\n"
+              "def slow(self, *a):\n    time.sleep(0.2)\n    return real(self, *a)\n"
               "ConvLSTM.training_loss = slow\nfrom vidpred.cli import main\nsys.exit(main(sys.argv[1:]))")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
     process = subprocess.Popen([sys.executable, "-c", script, *args], env=env, stderr=subprocess.PIPE, text=True)
