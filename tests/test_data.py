@@ -173,3 +173,45 @@ def test_synthetic_split_has_no_actor_in_two_splits():
     assert groups["test"] and groups["val"] and groups["train"]
     assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["val"])
     assert not (groups["val"] & groups["test"])
+
+
+def test_centre_crop_is_square_and_part_of_the_cache_key(original_layout, tmp_path):
+    from vidpred.data.ucf101 import square_crop
+
+    frame = np.arange(60 * 80, dtype=np.int32).reshape(60, 80)
+    assert np.array_equal(square_crop(frame), frame[:, 10:70]) and square_crop(frame, "none") is frame
+    assert square_crop(frame.T).shape == (60, 60)  # portrait frames too
+    assert DataConfig().crop == "center"
+    path = write_avi(tmp_path / "v_PushUps_g01_c01.avi", 3, size=(320, 240))  # the square starts at the left edge
+    assert decode_video(path, 64, crop="none")[0].max() > 150 and decode_video(path, 64, crop="center")[0].max() < 150
+    centre, squash = prepare(cfg_for(original_layout, tmp_path)), prepare(cfg_for(original_layout, tmp_path, crop="none"))
+    assert centre.cache_dir != squash.cache_dir
+    assert not np.array_equal(centre.clips["test"][0].frames, squash.clips["test"][0].frames)
+    with pytest.raises(ValueError, match="unknown crop 'middle'; choose center or none"):
+        prepare(cfg_for(original_layout, tmp_path, crop="middle"))
+
+
+def test_crop_leaves_square_frames_and_synthetic_data_unchanged(tmp_path):
+    cfg = get_profile("smoke").data
+    for a, b in zip(generate(dataclasses.replace(cfg, crop="none")), generate(dataclasses.replace(cfg, crop="center"))):
+        assert np.array_equal(a.frames, b.frames)
+    square = write_avi(tmp_path / "v_PushUps_g01_c01.avi", 5, size=(96, 96))
+    assert np.array_equal(decode_video(square, 64, crop="center"), decode_video(square, 64, crop="none"))
+
+
+def test_classes_option_selects_any_ucf101_classes(original_layout, tmp_path):
+    from vidpred.cli import _profile, build_parser
+
+    parser = build_parser()
+    for command in ("prepare", "train", "evaluate", "generate"):
+        args = parser.parse_args([command, "--data-dir", "x", "--classes", "Lunges, ApplyEyeMakeup,Lunges", "--crop", "none"])
+        data = _profile(args).data
+        assert data.classes == ("Lunges", "ApplyEyeMakeup") and data.crop == "none" and data.source == "ucf101"
+    with pytest.raises(ValueError, match="the synthetic data has only .*; ApplyEyeMakeup needs UCF101"):
+        _profile(parser.parse_args(["train", "--classes", "ApplyEyeMakeup"]))
+    assert _profile(parser.parse_args(["train", "--classes", "Lunges"])).data.classes == ("Lunges",)
+
+    report = prepare(dataclasses.replace(cfg_for(original_layout, tmp_path), classes=("Lunges",)))
+    assert {c.label for split in report.clips.values() for c in split} == {"Lunges"}
+    assert report.other_classes == {"PushUps": 24} and report.missing_classes == []
+    assert report.cache_dir != prepare(cfg_for(original_layout, tmp_path)).cache_dir

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,8 @@ from vidpred.data import windows
 from vidpred.models import build
 from vidpred.train import (
     CheckpointMismatch,
+    CheckpointWriteError,
+    RunInUse,
     StepBatchSampler,
     TrainingDiverged,
     fit,
@@ -25,6 +30,7 @@ from vidpred.train import (
     load_model,
     load_or_train,
     run_dir,
+    run_lock,
 )
 
 SMOKE = get_profile("smoke")
@@ -131,3 +137,138 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert state["step"] == 6 and len(state["rng"]) == 2
     assert all(torch.equal(state["state_dict"][k], rank0[k]) for k in rank0)
+
+
+# ------------------------------------------------------------- interruptions, locks, torn logs, full disks
+def test_torn_last_log_line_is_ignored_on_resume(data, tmp_path, caplog):
+    fit(fresh("convlstm"), data["train"], data["val"], cfg(), tmp_path, SMOKE.data, progress=False, stop_after=3)
+    log_path = tmp_path / "log.jsonl"
+    with open(log_path, "a") as handle:
+        handle.write('{"kind": "train", "step": 3, "loss": 0.0')  # what a kill in the middle of a write leaves
+    with caplog.at_level("WARNING"):
+        resumed = fit(fresh("convlstm"), data["train"], data["val"], cfg(), tmp_path, SMOKE.data, progress=False)
+    assert resumed.resumed_from == 3 and resumed.steps == 8
+    assert f"{log_path}: ignored its torn last line" in caplog.text
+    log = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [r["step"] for r in log if r["kind"] == "train"] == list(range(8))
+
+
+def test_corrupt_log_line_in_the_middle_is_an_error_naming_it(data, tmp_path):
+    fit(fresh("convlstm"), data["train"], data["val"], cfg(), tmp_path, SMOKE.data, progress=False, stop_after=3)
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    lines[1] = lines[1][:20]
+    (tmp_path / "log.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"log.jsonl, line 2: not a JSON record"):
+        fit(fresh("convlstm"), data["train"], data["val"], cfg(), tmp_path, SMOKE.data, progress=False)
+
+
+def test_ctrl_c_finishes_the_step_saves_and_exits_130(tmp_path, monkeypatch, capsys):
+    from vidpred.cli import main
+    from vidpred.models.convlstm import ConvLSTM
+
+    real = ConvLSTM.training_loss
+
+    def interrupted(self, context, future, progress):
+        if progress == 5 / 8:  # step 5: Ctrl+C arrives in the middle of the step
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, context, future, progress)
+
+    monkeypatch.setattr(ConvLSTM, "training_loss", interrupted)
+    runs = tmp_path / "runs"
+    args = ["train", "--model", "convlstm", "--profile", "smoke", "--steps", "8", "--runs", str(runs)]
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a `&` job ignores it)
+    try:
+        assert main(args) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after training
+    finally:
+        signal.signal(signal.SIGINT, before)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    run = next(runs.iterdir())
+    line = err.strip().splitlines()[-1]
+    assert line == f"vidpred train: stopped at step 6 by SIGINT; {run / 'last.pt'} holds it; resume with the same command"
+    assert load_checkpoint(run / "last.pt")["step"] == 6 and not (run / ".lock").exists()
+
+
+def test_sigterm_stops_a_cli_training_that_resumes_exactly(data, tmp_path):
+    steps = 16
+    runs = tmp_path / "runs"
+    args = ["train", "--model", "convlstm", "--profile", "smoke", "--steps", str(steps), "--runs", str(runs)]
+    # The smoke profile trains in milliseconds per step: a sleep in each step leaves time to send the signal.
+    script = ("import sys, time; from vidpred.models.convlstm import ConvLSTM; real = ConvLSTM.training_loss\n"
+              "def slow(self, *a):\n    time.sleep(0.2)\n    return real(self, *a)\n"
+              "ConvLSTM.training_loss = slow\nfrom vidpred.cli import main\nsys.exit(main(sys.argv[1:]))")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    process = subprocess.Popen([sys.executable, "-c", script, *args], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        logs = list(runs.glob("*/log.jsonl"))
+        if logs and logs[0].read_text().count('"kind": "train"') >= 3:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-3000:]
+    assert "Traceback" not in err
+    run = logs[0].parent
+    stopped = load_checkpoint(run / "last.pt")["step"]
+    assert 3 <= stopped < steps
+    assert err.strip().splitlines()[-1].startswith(f"vidpred train: stopped at step {stopped} by SIGTERM; ")
+    train_records = [json.loads(line) for line in logs[0].read_text().splitlines() if '"train"' in line]
+    assert [r["step"] for r in train_records] == list(range(stopped))
+
+    from vidpred.cli import main
+    assert main(args) == 0  # the same command resumes
+    resumed = load_checkpoint(run / "last.pt")
+    assert resumed["step"] == steps
+    train_cfg = dataclasses.replace(SMOKE.train_config("convlstm"), steps=steps)
+    torch.manual_seed(train_cfg.seed)
+    model = build("convlstm", **SMOKE.model_config("convlstm"))
+    fit(model, data["train"], data["val"], train_cfg, tmp_path / "uninterrupted", SMOKE.data, progress=False)
+    for name, value in model.state_dict().items():
+        assert torch.allclose(value, resumed["state_dict"][name], atol=1e-6, rtol=1e-5), name
+
+
+def test_second_training_in_one_run_folder_is_refused(data, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from vidpred.train import run_lock\n"
+         "with run_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunInUse, match=rf"^{tmp_path} is in use by another training \(pid {holder.pid}\); "):
+            fit(fresh("convlstm"), data["train"], data["val"], cfg(), tmp_path, SMOKE.data, progress=False)
+        assert not (tmp_path / "log.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    fit(fresh("convlstm"), data["train"], data["val"], cfg(), tmp_path, SMOKE.data, progress=False, stop_after=1)  # free again
+    with run_lock(tmp_path), pytest.raises(RunInUse, match=rf"\(pid {os.getpid()}\)"):
+        fit(fresh("convlstm"), data["train"], data["val"], cfg(), tmp_path, SMOKE.data, progress=False)
+
+
+@pytest.mark.parametrize("failure", [
+    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2752 vs 2640"),
+    OSError(errno.ENOSPC, "No space left on device"),
+], ids=["torch", "enospc"])
+def test_full_disk_keeps_the_previous_checkpoint_and_says_so(data, tmp_path, monkeypatch, failure):
+    from vidpred import train
+
+    real_save, saves = torch.save, []
+
+    def save(obj, handle):
+        saves.append(obj["step"])
+        if len(saves) > 1:  # the first checkpoint (best.pt at step 4) fits, then the disk is full
+            handle.write(b"partial")
+            raise failure
+        real_save(obj, handle)
+
+    monkeypatch.setattr(train.torch, "save", save)
+    with pytest.raises(CheckpointWriteError) as caught:
+        fit(fresh("convlstm"), data["train"], data["val"], cfg(), tmp_path, SMOKE.data, progress=False)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1 and "inline_container" not in message
+    assert message.startswith(f"could not write {tmp_path / 'last.pt'}: the disk is full")
+    assert "no previous checkpoint there" in message and (tmp_path / "best.pt").exists()
+    monkeypatch.setattr(train.torch, "save", real_save)
+    assert load_checkpoint(tmp_path / "best.pt")["step"] == 4 and not list(tmp_path.glob(".*.tmp"))

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import PROFILES, Profile, get_profile
+from .config import CLASSES, PROFILES, Profile, get_profile
 
 
 def _profile(args) -> Profile:
@@ -22,10 +22,20 @@ def _profile(args) -> Profile:
         data = dataclasses.replace(data, frame_step=args.frame_step)
     if getattr(args, "split", None):
         data = dataclasses.replace(data, split=args.split)
+    if getattr(args, "classes", None):
+        classes = tuple(dict.fromkeys(c.strip() for c in args.classes.split(",") if c.strip()))
+        if not classes:
+            raise ValueError(f"--classes {args.classes!r} names no class; give UCF101 names, comma-separated")
+        data = dataclasses.replace(data, classes=classes)
+    if getattr(args, "crop", None):
+        data = dataclasses.replace(data, crop=args.crop)
     if getattr(args, "download", False):
         from .data.ucf101 import download_kaggle
 
         data = dataclasses.replace(data, source="ucf101", data_dir=str(download_kaggle()))
+    if data.source == "synthetic" and set(data.classes) - set(CLASSES):
+        raise ValueError(f"the synthetic data has only {', '.join(CLASSES)}; "
+                         f"{', '.join(sorted(set(data.classes) - set(CLASSES)))} needs UCF101: add --data-dir")
     profile.data = data
     return profile
 
@@ -41,11 +51,17 @@ def cmd_prepare(args) -> int:
     cfg = profile.data
     skipped: dict[str, str] = {}
     if cfg.source == "ucf101":
-        from .data.ucf101 import prepare
+        from .data.ucf101 import few, prepare
 
         report = prepare(cfg, progress=True)
         splits, skipped = report.clips, report.skipped
         print(f"cache: {report.cache_dir}  (decoded {report.decoded}, reused {report.reused})")
+        for path, why in report.rebuilt.items():
+            print(f"rebuilt {path}: {why}")
+        if report.cleaned:
+            print(f"cleaned {len(report.cleaned)} leftover(s): {few(report.cleaned, 3)}")
+        if report.not_cached:
+            print(f"could not write the cache {report.not_cached}; the clips were decoded in memory only")
     else:
         splits = load_splits(cfg)
     print(f"{'split':<7}{'clips':>7}{'frames':>9}{'windows':>9}   classes")
@@ -57,6 +73,16 @@ def cmd_prepare(args) -> int:
         print(f"\nskipped {len(skipped)} video(s):")
         for path, reason in skipped.items():
             print(f"  {path}: {reason}")
+    if cfg.source == "ucf101" and report.missing_classes:
+        print(f"\nno clip of {', '.join(report.missing_classes)} in {cfg.data_dir} (check --classes)")
+    if cfg.source == "ucf101" and (report.other_classes or report.ignored):
+        print("\nnot used:")
+        if report.other_classes:
+            counts = [f"{c} {n}" for c, n in sorted(report.other_classes.items())]
+            print(f"  {sum(report.other_classes.values())} clip(s) of {len(counts)} unselected class(es) "
+                  f"(select with --classes): {few(counts, 8)}")
+        for reason, paths in report.ignored.items():
+            print(f"  {len(paths)} file(s) {reason}: {few(paths, 5)}")
     return 0
 
 
@@ -185,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--download", action="store_true", help="download UCF101 from Kaggle with kagglehub")
             p.add_argument("--frame-step", type=int, help="keep every k-th frame")
             p.add_argument("--split", choices=("group", "kaggle"), help="group: no actor in two splits (default)")
+            p.add_argument("--classes", help="UCF101 classes, comma-separated (default: the five exercises)")
+            p.add_argument("--crop", choices=("center", "none"),
+                           help="center: the centred square of each frame (default); none: squash it")
         if runs:
             p.add_argument("--runs", help="folder of runs (default runs/<profile>)")
             p.add_argument("--device", default="auto")
@@ -194,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="find, decode and cache the data; print a summary")
     common(p, runs=False)
     p.set_defaults(func=cmd_prepare)
-    p = sub.add_parser("train", help="train a model (or all) in a profile; resumes by default")
+    p = sub.add_parser("train", help="train a model (or all) in a profile; resumes by default",
+                       description="Ctrl+C (SIGINT) or SIGTERM finishes the current step, saves last.pt and exits "
+                                   "with 130 or 143; the same command resumes. One training per run folder.")
     common(p)
     p.add_argument("--model", default="all", help="convlstm | predrnn | transformer | all")
     p.add_argument("--steps", type=int, help="override the profile's step count")
@@ -234,6 +265,9 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"vidpred {args.command}: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # train stops cleanly on SIGINT/SIGTERM and says where (TrainingStopped)
+        print(f"vidpred {args.command}: {str(err) or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(err, "signum", 2)  # 130 for SIGINT (Ctrl+C), 143 for SIGTERM, as shells report
 
 
 if __name__ == "__main__":

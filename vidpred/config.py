@@ -27,6 +27,7 @@ class DataConfig:
     cache_dir: str = "data/cache"
     classes: tuple[str, ...] = CLASSES
     image_size: int = 64
+    crop: str = "center"  # "center": the centred square of each frame (UCF101 is 4:3) | "none": squash
     n_context: int = 30
     n_future: int = 15
     frame_step: int = 1  # keep every k-th decoded frame when cutting windows

@@ -3,16 +3,26 @@
 ``fit(model, data, cfg, out_dir)`` is all a chapter or the CLI calls. Under
 ``torchrun --nproc_per_node=K`` it trains with DistributedDataParallel; only rank 0 logs and writes.
 Batches are a pure function of (seed, step), so a resumed run sees exactly the batches an
-uninterrupted run would have seen, mid-epoch too.
+uninterrupted run would have seen, mid-epoch too. One process at a time trains in a run folder
+(``<run>/.lock``); SIGINT (Ctrl+C) and SIGTERM (what schedulers send) end the current step, save
+``last.pt`` and raise :class:`TrainingStopped`, from which the same command resumes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
+import inspect
 import json
+import logging
 import math
 import os
+import shutil
+import signal
+import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +36,9 @@ from .models import Predictor, build
 from .utils import atomic_write
 
 CHECKPOINT_VERSION = 1
+LOCK_NAME = ".lock"  # <run>/.lock: held (flock) by the one process training there; holds its pid
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -34,6 +47,22 @@ class TrainingDiverged(RuntimeError):
 
 class CheckpointMismatch(ValueError):
     """A checkpoint was made with another config than the one asked for."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full disk, mostly); the previous one is kept."""
+
+
+class RunInUse(RuntimeError):
+    """Another process is training in this run folder."""
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped training after a finished step; ``last.pt`` holds it. Resume with the same call."""
+
+    def __init__(self, message: str, step: int, signum: int):
+        super().__init__(message)
+        self.step, self.signum = step, signum
 
 
 @dataclass
@@ -129,9 +158,28 @@ def run_identity(model: Predictor, data_cfg: DataConfig, train_cfg: TrainConfig)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: written to a temporary file in the same folder, then renamed over ``path``."""
+    """Atomic: written to a temporary file in the same folder, then renamed over ``path``.
+
+    A failed write (a full disk shows up as ``RuntimeError: [enforce fail at inline_container.cc]
+    … unexpected pos`` from torch, or ``OSError: ENOSPC``) leaves the previous file in place and
+    raises :class:`CheckpointWriteError` with one line that says so.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda handle: torch.save(state, handle))
+    try:
+        atomic_write(path, lambda handle: torch.save(state, handle))
+    except (OSError, RuntimeError) as err:
+        full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "unexpected pos" in str(err) \
+            or "file write failed" in str(err)
+        try:
+            free = f", {shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
+        except OSError:
+            free = ""
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        why = f"the disk is full{free}" if full else f"{type(err).__name__}: {first_line}"
+        kept = "the previous checkpoint is kept" if path.exists() else "no previous checkpoint there"
+        fix = f"free some space on {path.parent}" if full else "fix that"
+        raise CheckpointWriteError(f"could not write {path}: {why}; {kept}. {fix.capitalize()} and resume with "
+                                   "the same command") from None
 
 
 def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="cpu") -> dict:
@@ -172,6 +220,135 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Pr
     return model.to(device).eval(), state
 
 
+# ---------------------------------------------------------------- log, lock and signals of a run
+def read_log(path: Path) -> list[dict]:
+    """The records of a ``log.jsonl``.
+
+    A torn final line (what a kill in the middle of a write leaves) is dropped with a warning; an
+    unreadable line anywhere else is an error that names the file and the line.
+    """
+    lines = path.read_text().splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except ValueError as err:
+            if number == len(lines):
+                log.warning(f"{path}: ignored its torn last line {number} (an interrupted write)")
+                break
+            raise ValueError(f"{path}, line {number}: not a JSON record ({err}); delete that line, "
+                             "or the run folder to train from scratch") from None
+    return records
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | Path):
+    """Hold ``out_dir/.lock`` (an exclusive, non-blocking ``flock``) or raise :class:`RunInUse`.
+
+    The file holds the holder's pid and is removed on release (while still locked, and a taker
+    checks it locked the file that is still there, so a lock is never held twice).
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no lock
+        yield
+        return
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if err.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                yield  # a file system without flock: train unlocked
+                return
+            raise RunInUse(f"{out_dir} is in use by another training (pid {holder}); wait for it to end or "
+                           "stop it, or train into another --runs folder") from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed the file after we opened it: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+
+
+class _StopRequest:
+    signum: int | None = None
+
+
+_stop_request: ContextVar[_StopRequest | None] = ContextVar("stop_request", default=None)
+
+
+def _stop_requested() -> bool:
+    request = _stop_request.get()
+    return request is not None and request.signum is not None
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGINT and SIGTERM set a flag that the training loop reads after each step; a second Ctrl+C raises at once.
+
+    Only in the main thread (elsewhere signals cannot be caught) and not under DDP, where the
+    ranks would stop at different steps.
+    """
+    request = _StopRequest()
+    token = _stop_request.set(request)
+    previous = {}
+
+    def handler(signum, frame):
+        if request.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        request.signum = signum
+
+    try:
+        if threading.current_thread() is threading.main_thread() and dist_info()[2] == 1:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored (nohup, `&`) stays ignored
+                    previous[signum] = signal.signal(signum, handler)
+        yield request
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+        _stop_request.reset(token)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT/SIGTERM to the main process, which stops them after its step."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _guarded(train):
+    """Around :func:`fit`: the run folder's lock, and a stop on SIGINT/SIGTERM after a saved step."""
+
+    @functools.wraps(train)
+    def fit(*args, **kwargs) -> TrainResult:
+        out_dir = Path(inspect.signature(train).bind(*args, **kwargs).arguments["out_dir"])
+        lock = run_lock(out_dir) if dist_info()[0] == 0 else contextlib.nullcontext()
+        with lock, stop_on_signals() as request:
+            result = train(*args, **kwargs)
+        if request.signum is not None:
+            name, last = signal.Signals(request.signum).name, out_dir / "last.pt"
+            saved = f"{last} holds it" if last.exists() else "nothing to save yet"
+            raise TrainingStopped(f"stopped at step {result.steps} by {name}; {saved}; resume with the same command",
+                                  result.steps, request.signum)
+        return result
+
+    return fit
+
+
 # ------------------------------------------------------------------------------------- training
 @torch.no_grad()
 def validation_mse(model: Predictor, dataset: WindowDataset, batch_size: int, max_batches: int,
@@ -195,6 +372,7 @@ def _scalar_logs(logs: dict) -> dict:
     return {k: float(v) for k, v in logs.items()}
 
 
+@_guarded
 def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | None, cfg: TrainConfig,
         out_dir: str | Path, data_cfg: DataConfig | None = None, resume: bool = True,
         device: str = "auto", progress: bool = True, stop_after: int | None = None,
@@ -205,7 +383,9 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
     exactly. ``stop_after`` ends the run early after that many steps of this call (as an interruption
     would), for tests and for the book's resume demonstration. ``probe(model)``, when given, runs
     at every validation and its dict is logged as a ``"probe"`` record (``vidpred bench quality``
-    logs test metrics this way; nothing is chosen by it).
+    logs test metrics this way; nothing is chosen by it). SIGINT or SIGTERM end the current
+    step, save ``last.pt`` and raise :class:`TrainingStopped`; another process training in
+    ``out_dir`` is :class:`RunInUse`.
     """
     out_dir = Path(out_dir)
     rank, _, world_size = dist_info()
@@ -238,7 +418,7 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
         start, train_seconds, best = state["step"], state["train_seconds"], state["best_val_mse"]
         torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
         if log_path.exists():
-            history = [r for r in map(json.loads, log_path.read_text().splitlines()) if r["step"] < start]
+            history = [r for r in read_log(log_path) if r.get("step", start) < start]
     resumed_from = start
 
     step_module: nn.Module = LossModule(model)
@@ -250,7 +430,8 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
     sampler = StepBatchSampler(len(train_data), cfg.batch_size, cfg.steps, cfg.seed, start, rank, world_size)
     # Its own generator: creating the loader must not draw from the global RNG that resumes exactly.
     loader = DataLoader(train_data, batch_sampler=sampler, num_workers=cfg.num_workers,
-                        pin_memory=dev.type == "cuda", generator=torch.Generator())
+                        pin_memory=dev.type == "cuda", generator=torch.Generator(),
+                        worker_init_fn=_ignore_stop_signals)
 
     def checkpoint(step: int, path: Path) -> None:
         rng = torch.get_rng_state()
@@ -284,8 +465,8 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
     tic = time.perf_counter()
     try:
         for context, future in loader:
-            if stop_after is not None and step - resumed_from >= stop_after:
-                break
+            if (stop_after is not None and step - resumed_from >= stop_after) or _stop_requested():
+                break  # SIGINT/SIGTERM: the step before this one is done and is saved below
             context, future = context.to(dev, non_blocking=True), future.to(dev, non_blocking=True)
             lr = learning_rate(step, cfg)
             for group in optimizer.param_groups:

@@ -57,9 +57,12 @@ def load_splits(cfg: DataConfig, progress: bool = False) -> dict[str, list[Clip]
         n_test, n_val = max(1, cfg.n_actors // 4), max(1, cfg.n_actors // 6)
         return split_by_group(synthetic_clips(cfg), range(1, n_test + 1), range(n_test + 1, n_test + n_val + 1))
     if cfg.source == "ucf101":
-        from .ucf101 import prepare
+        from .ucf101 import log, prepare
 
-        return prepare(cfg, progress=progress).clips
+        report = prepare(cfg, progress=progress)
+        for path, why in report.rebuilt.items():  # `vidpred prepare` prints these in its summary
+            log.warning(f"rebuilt {path}: {why}")
+        return report.clips
     raise ValueError(f"unknown data source {cfg.source!r}; choose 'synthetic' or 'ucf101'")
 
 

@@ -1,0 +1,101 @@
+"""The real pipeline on three real UCF101 clips (tests/data/, provenance in its README.md).
+
+They are XviD .avi and raw MPEG-4 .mp4 (with a negative frame count in its header), 4:3-ish and
+of three classes outside the five exercises, so they exercise decoding, --classes and the crop.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vidpred.cli import main
+from vidpred.data.ucf101 import decode_video, square_crop
+
+DATA = Path(__file__).parent / "data"
+REAL = {  # file: (frames, (height, width)), as the README says
+    "v_ApplyEyeMakeup_g01_c01.avi": (164, (240, 320)),
+    "v_Basketball_g01_c02.mp4": (180, (256, 340)),
+    "v_Fencing_g01_c06.mp4": (174, (256, 340)),
+}
+CLASSES = ("ApplyEyeMakeup", "Basketball", "Fencing")
+# All three clips are group 1 (a test group). To fill every split, each is copied under group 8
+# (validation) and group 11 (training) as well: same pixels, other names.
+GROUPS = {1: "test", 8: "val", 11: "train"}
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_decode_real_clip(name):
+    n_frames, (height, width) = REAL[name]
+    capture = cv2.VideoCapture(str(DATA / name))
+    ok, raw = capture.read()
+    capture.release()
+    assert ok and raw.shape[:2] == (height, width)
+    cropped = decode_video(DATA / name, 64, crop="center")
+    squashed = decode_video(DATA / name, 64, crop="none")
+    assert cropped.shape == squashed.shape == (n_frames, 64, 64) and cropped.dtype == np.uint8
+    by_hand = cv2.resize(square_crop(cv2.cvtColor(raw, cv2.COLOR_BGR2GRAY)), (64, 64), interpolation=cv2.INTER_AREA)
+    assert square_crop(raw).shape[:2] == (height, height)
+    assert np.array_equal(cropped[0], by_hand) and not np.array_equal(cropped[0], squashed[0])
+
+
+def copies(name: str, group: int) -> str:
+    return re.sub(r"_g\d+_", f"_g{group:02d}_", name)
+
+
+def original_layout(root: Path) -> Path:
+    for name in REAL:
+        cls = name.split("_")[1]
+        for group in GROUPS:
+            target = root / "UCF-101" / cls / copies(name, group)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(DATA / name, target)
+    return root
+
+
+def kaggle_layout(root: Path) -> Path:
+    rows = {split: [] for split in GROUPS.values()}
+    for name in REAL:
+        cls = name.split("_")[1]
+        for group, split in GROUPS.items():
+            clip = copies(name, group)
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            shutil.copy(DATA / name, root / split / cls / clip)
+            rows[split].append(f"{Path(clip).stem},/{split}/{cls}/{clip},{cls}")
+    for split, lines in rows.items():
+        (root / f"{split}.csv").write_text("clip_name,clip_path,label\n" + "\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("layout", [original_layout, kaggle_layout], ids=["original", "kaggle"])
+def test_prepare_real_clips_with_their_classes(layout, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    root = layout(tmp_path / "ucf")
+    args = ["prepare", "--profile", "smoke", "--data-dir", str(root), "--classes", ",".join(CLASSES), "--crop", "center"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "decoded 9, reused 0" in out and "not used" not in out and "skipped" not in out
+    total = sum(n for n, _ in REAL.values())
+    for split in GROUPS.values():
+        row = next(line for line in out.splitlines() if line.startswith(split))
+        clips, frames, windows, classes = row.split(maxsplit=4)[1:]
+        assert (int(clips), int(frames), classes) == (3, total, ", ".join(sorted(CLASSES)))
+        assert int(windows) == sum((n - 45) // 15 + 1 for n, _ in REAL.values())
+
+    cache = next((tmp_path / "data" / "cache").glob("ucf101-*"))
+    for name in REAL:
+        cached = np.load(cache / "frames" / f"{copies(Path(name).stem, 8)}.npy")
+        assert np.array_equal(cached, decode_video(DATA / name, 64, crop="center"))
+
+    assert main(args) == 0
+    assert "decoded 0, reused 9" in capsys.readouterr().out
+    assert main([*args[:-1], "none"]) == 0  # another crop is another cache
+    assert "decoded 9, reused 0" in capsys.readouterr().out
+    if layout is kaggle_layout:
+        assert main([*args, "--split", "kaggle"]) == 0
+        assert "decoded 9, reused 0" in capsys.readouterr().out
