@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import socket
 import time
@@ -215,3 +216,16 @@ def test_outputs_do_not_pile_up_and_closing_removes_them(clip):
     finally:
         demo.close()
     assert not demo.vidpred_workdir.exists()
+
+
+def test_bench_app_writes_the_load_figures(tmp_path):
+    from vidpred.cli import main
+
+    out = tmp_path / "app.json"
+    assert main(["bench", "app", "--profile", "smoke", "--clients", "3", "--requests", "1",
+                 "--checkpoints", str(tmp_path / "no-runs"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {"p50_s", "p95_s", "max_s", "failures", "requests_per_s", "threads", "machine", "clients",
+            "requests_per_client", "banner"} <= set(result)
+    assert result["requests"] == 3 and result["failures"] == 0, result["failure_examples"]
+    assert 0 < result["p50_s"] <= result["p95_s"] <= result["max_s"] and result["threads"] >= 1
