@@ -25,7 +25,7 @@ import torch
 
 from .config import get_profile
 from .metrics import frame_metrics, moving_mse
-from .models import BASELINES, Predictor, build
+from .models import BASELINES, Predictor, build, model_device
 from .video import comparison_grid, error_map, to_uint8, write_video
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -274,8 +274,7 @@ METRIC_COLUMNS = (  # (row key, table header, best is the lowest)
 def metrics_table(rows: list[dict], threads: int, with_metrics: bool) -> tuple[list[str], list[list[str]]]:
     """Headers with units and direction, and values to 5 significant digits with ★ on the best of each column."""
     columns = [c for c in METRIC_COLUMNS if with_metrics]
-    columns.append(("ms", f"ms per clip ↓ (median of {TIMING_REPEATS} after a warm-up, {threads} "
-                          f"thread{'s' if threads > 1 else ''})", True))
+    columns.append(("ms", f"ms per clip ↓ ({threads} thread{'s' if threads > 1 else ''}, median of {TIMING_REPEATS})", True))
     best = {key: (min if lowest else max)(r[key] for r in rows) for key, _, lowest in columns}
     table = [[r["model"]] + [f"{r[key]:.5g}" + (" ★" if r[key] == best[key] else "") for key, _, _ in columns]
              for r in rows]
@@ -323,6 +322,15 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
     workdir = upload_folder() / f"vidpred-app-{uuid.uuid4().hex[:12]}"
     workdir.mkdir(parents=True)
     atexit.register(_remove, workdir)
+    runtime_plot = workdir / "runtimes.png"  # the times depend on the clip's shape only: drawn once
+    fig = Figure(figsize=(6.5, 0.8 + 0.3 * len(runtimes)))
+    ax = fig.subplots()
+    ax.barh(list(runtimes), list(runtimes.values()), color="C0")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ms per clip (median of {TIMING_REPEATS} after a warm-up, {threads} thread"
+                  f"{'s' if threads > 1 else ''}, {' and '.join(sorted({model_device(m).type for m in models.values()}))})")
+    fig.tight_layout()
+    fig.savefig(runtime_plot, dpi=100)
 
     def predict(upload, sample, start, step):
         start, step = int(start or 0), int(step or 1)
@@ -365,12 +373,6 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
         video = write_video(folder / "compare.mp4", grid, fps=6)
         headers, values = metrics_table(result.rows, threads, result.truth is not None)
         table = pd.DataFrame(values, columns=headers)
-        fig = Figure(figsize=(5, 2.6))
-        ax = fig.subplots()
-        ax.barh([r["model"] for r in result.rows], [r["ms"] for r in result.rows], color="C0")
-        ax.set_xlabel(f"ms per clip, median of {TIMING_REPEATS} after a warm-up ({threads} thread"
-                      f"{'s' if threads > 1 else ''}, {'GPU' if torch.cuda.is_available() else 'CPU'})")
-        fig.tight_layout()
         status = f"**{source}**: 30 context frames from frame {start}, step {step}. " + (
             "Metrics are against the next 15 real frames; ★ marks the best of each column."
             if result.truth is not None
@@ -380,7 +382,7 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
         if note:
             status += "\n\n" + note
         _remove(previous)  # keep only the latest outputs of each session
-        return status, str(context_path), str(sheet_path), str(video), table, fig, str(folder)
+        return status, str(context_path), str(sheet_path), str(video), table, str(runtime_plot), str(folder)
 
     with gr.Blocks(title="vidpred: compare video predictors", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# vidpred — 30 frames in, 15 frames out\nUpload a video or pick a sample; every model "
@@ -399,8 +401,8 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
                          type="filepath", elem_id="sheet")
         video = gr.Video(label=f"side by side: ground truth and up to {VIDEO_MODELS} models", format="mp4")
         table = gr.Dataframe(label="metrics (↓ lower is better, ↑ higher is better, ★ best) and inference time",
-                             elem_id="metrics")
-        plot = gr.Plot(label="inference time")
+                             elem_id="metrics", wrap=True)
+        plot = gr.Image(label="inference time of each model (measured when the app started)", type="filepath")
         button.click(run, [upload, sample, start, step, outputs],
                      [status, context_image, sheet, video, table, plot, outputs],
                      api_name="predict", concurrency_limit=CONCURRENCY)
