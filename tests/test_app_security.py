@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.request
 from pathlib import Path
 
@@ -174,3 +175,35 @@ def test_decoding_time_is_capped(tmp_path):
     clip = write_avi(tmp_path / "long.avi", 400, size=(320, 240))
     with pytest.raises(AppError, match=r"long.avi: decoding stopped after 0.01 s at frame \d+ \(the limit per request\)"):
         read_clip(clip, frame_step=9, max_seconds=0.01)
+
+
+def test_a_slow_request_does_not_hold_the_others(server, tmp_path, monkeypatch):
+    """While one upload takes long to decode, a request for a sample clip is served beside it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    read_clip_now = app.read_clip
+
+    def slow_read_clip(path, *args, **kwargs):
+        if Path(path).name == "slow.avi":
+            time.sleep(6)  # as a long, large upload decoding up to the time limit would
+        return read_clip_now(path, *args, **kwargs)
+
+    monkeypatch.setattr(app, "read_clip", slow_read_clip)
+    slow = write_avi(tmp_path / "slow.avi", 50)
+    sample = next(iter(app.sample_clips("smoke")))
+    slow_client, fast_client = Client(server.local_url, verbose=False), Client(server.local_url, verbose=False)
+
+    def timed(client, *inputs):
+        tic = time.perf_counter()
+        status = client.predict(*inputs, api_name="/predict")[0]
+        return status, time.perf_counter() - tic
+
+    with ThreadPoolExecutor(2) as pool:
+        slow_run = pool.submit(timed, slow_client, handle_file(str(slow)), None, 0, 1)
+        time.sleep(1)  # the slow request is being served
+        fast_status, fast_seconds = timed(fast_client, None, sample, 0, 1)
+        slow_status, slow_seconds = slow_run.result()
+    assert fast_status.startswith(f"**{sample}**") and slow_status.startswith("**slow.avi**")
+    assert fast_seconds < 4 < slow_seconds
