@@ -211,7 +211,7 @@ def test_outputs_do_not_pile_up_and_closing_removes_them(clip):
             status, *_ = client.predict(handle_file(str(clip)), None, start, 1, api_name="/predict")
             assert status.startswith("**upload.avi**")
         assert len(list(demo.vidpred_workdir.rglob("*.mp4"))) == 1  # the session's latest video only
-        new = [p for p in app.upload_folder().rglob("*") if p.suffix in (".mp4", ".png") and p.stat().st_mtime >= began]
+        new = [p for p in app.upload_folder().rglob("*") if p.suffix in (".mp4", ".png", ".jpg") and p.stat().st_mtime >= began]
         assert all(p.is_relative_to(demo.vidpred_workdir) for p in new), new  # no copies in Gradio's cache
     finally:
         demo.close()

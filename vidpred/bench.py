@@ -167,6 +167,15 @@ def _wait_for_server(url: str, server, timeout: float, log: Path) -> None:
     raise RuntimeError(f"the app did not answer on {url} within {timeout:.0f} s")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its finished children (ffmpeg), from /proc (NaN where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
 def bench_app(profile: str | None = None, clients: int = 20, requests: int = 3, checkpoints: str | None = None,
               startup_timeout: float = 300.0) -> dict:
     """Serve the app as ``vidpred app`` does (a subprocess on 127.0.0.1, a free port), then ``clients``
@@ -215,10 +224,12 @@ def bench_app(profile: str | None = None, clients: int = 20, requests: int = 3, 
                     results.append((time.perf_counter() - tic, error))
                 return results
 
+            server_cpu, client_cpu = _cpu_seconds(server.pid), _cpu_seconds(os.getpid())
             tic = time.perf_counter()
             with ThreadPoolExecutor(clients) as pool:
                 results = [r for rs in pool.map(caller, range(clients)) for r in rs]
             wall = time.perf_counter() - tic
+            server_cpu, client_cpu = _cpu_seconds(server.pid) - server_cpu, _cpu_seconds(os.getpid()) - client_cpu
         finally:
             server.terminate()
             try:
@@ -236,7 +247,8 @@ def bench_app(profile: str | None = None, clients: int = 20, requests: int = 3, 
             "queue_size": app.QUEUE_SIZE, "clients": clients, "requests_per_client": requests,
             "requests": len(results), "failures": len(errors), "failure_examples": sorted(set(errors))[:3],
             "upload": "320x240 XviD .avi, 60 frames", "startup_s": startup_s, "wall_s": wall,
-            "requests_per_s": len(latencies) / wall,
+            "requests_per_s": len(latencies) / wall, "server_cpu_s_per_request": server_cpu / len(results),
+            "client_cpu_s_per_request": client_cpu / len(results),  # the callers share the machine with the app
             "p50_s": float(np.percentile(latencies, 50)) if latencies else None,
             "p95_s": float(np.percentile(latencies, 95)) if latencies else None,
             "max_s": max(latencies) if latencies else None, "target_p95_s": 8.0}
