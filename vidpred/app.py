@@ -240,6 +240,15 @@ def sample_clips(profile: str | None = None, limit: int = 12) -> dict[str, np.nd
     return clips
 
 
+def _clip_ended(shape: tuple[int, ...]) -> np.ndarray:
+    """Dark frames that say so, for the ground-truth panel of a clip that ends with its context."""
+    frames = np.full(shape, 24, np.uint8)
+    for frame in frames:
+        for line, text in enumerate(("the clip", "has ended")):
+            cv2.putText(frame, text, (4, 28 + 14 * line), cv2.FONT_HERSHEY_SIMPLEX, 0.3, 200, 1, cv2.LINE_AA)
+    return frames
+
+
 def _strip(frames: np.ndarray, scale: int = 2) -> np.ndarray:
     row = np.concatenate([np.pad(f, ((0, 0), (0, 1)), constant_values=255) for f in frames], axis=1)
     return cv2.resize(row, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
@@ -368,7 +377,7 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
         cv2.imwrite(str(sheet_path), cv2.cvtColor(prediction_sheet(result.predictions, result.truth), cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_JPEG_QUALITY, 92])
         shown = video_models(result.rows)
-        truth = result.truth if result.truth is not None else np.zeros_like(result.predictions[shown[0]])
+        truth = result.truth if result.truth is not None else _clip_ended(result.predictions[shown[0]].shape)
         grid = comparison_grid(truth, {name: result.predictions[name] for name in shown}, context=result.context[-5:],
                                scale=3, with_error=False)
         video = write_video(folder / "compare.mp4", grid, fps=6, preset="veryfast")  # per request: encode fast
