@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import socket
+import time
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 from conftest import write_avi
 
-from vidpred.app import AppError, build_app, load_models, predict_all, read_clip
+import vidpred.app as app
+from vidpred.app import AppError, launch, load_models, metrics_table, predict_all, read_clip, too_short
 from vidpred.config import get_profile
 from vidpred.data import windows
-from vidpred.models import LEARNED, build
+from vidpred.models import BASELINES, LEARNED, build
 from vidpred.train import fit, run_dir
 
 SMOKE = get_profile("smoke")
@@ -47,8 +51,24 @@ def test_read_clip_preprocesses_like_training(clip, tmp_path):
     short = write_avi(tmp_path / "short.avi", 35)
     frames, has_truth = read_clip(short)  # enough context, not enough future: predictions without metrics
     assert frames.shape == (30, 64, 64) and not has_truth
-    with pytest.raises(AppError, match="too short: 25 frames from frame 10 with step 2"):
+    with pytest.raises(AppError, match=r"from frame 10 with step 2 only 25 of the 30 context frames are in the clip "
+                                       r"\(60 frames\); use a start of at most 1$"):
         read_clip(clip, start=10, frame_step=2)
+
+
+@pytest.mark.parametrize("n_frames, start, step, message", [
+    (20, 0, 1, r"the clip is too short: 20 frames, and the models need 30 context frames; use a longer clip$"),
+    (40, 0, 2, r"with frame step 2 the context covers 59 frames but the clip has 40; use a frame step of at most 1$"),
+    (60, 40, 1, r"from frame 40 with step 1 only 20 of the 30 context frames are in the clip \(60 frames\); "
+                r"use a start of at most 30$"),
+])
+def test_too_short_says_what_would_work(tmp_path, n_frames, start, step, message):
+    """Never "try a smaller start or step" when the start is 0 and the step 1: say the clip is too short."""
+    path = write_avi(tmp_path / "clip.avi", n_frames)
+    with pytest.raises(AppError, match=message) as error:
+        read_clip(path, start, step)
+    assert "\n" not in str(error.value) and str(error.value).startswith("clip.avi: ")
+    assert too_short("clip.avi", n_frames, start, step) == str(error.value)  # the samples get the same message
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -72,14 +92,22 @@ def test_too_large_upload(tmp_path, monkeypatch):
         read_clip(path)
 
 
+def runnable_models(checkpoints):
+    """load_models' models that can predict (a blend baseline without fitted weights cannot)."""
+    models, note = load_models(checkpoints)
+    app.runnable(models, repeats=1)
+    return models, note
+
+
 def test_predict_all_runs_every_model(runs, clip):
-    models, note = load_models(runs)
-    assert set(LEARNED) <= set(models) and not note
+    models, note = runnable_models(runs)
+    assert set(LEARNED) <= set(models) and "No trained models" not in note
     frames, _ = read_clip(clip)
     result = predict_all(frames, models)
     assert {r["model"] for r in result.rows} == set(models)
     for row in result.rows:
         assert row["ms"] > 0 and 0 <= row["mse"] <= 1 and row["psnr"] > 0 and -1 <= row["ssim"] <= 1
+        assert 0 <= row["moving_mse"] <= 1
     assert all(p.shape == (15, 64, 64) for p in result.predictions.values())
     copy_row = next(r for r in result.rows if r["model"] == "copy_last")
     expected = ((frames[29:30].astype(float) - frames[30:].astype(float)) / 255) ** 2
@@ -88,7 +116,7 @@ def test_predict_all_runs_every_model(runs, clip):
 
 def test_no_checkpoints_says_how_to_train(tmp_path):
     models, note = load_models(tmp_path / "nothing")
-    assert set(models) == {"copy_last", "context_mean", "linear"}
+    assert set(models) <= set(BASELINES) and {"copy_last", "context_mean", "linear"} <= set(models)
     assert "vidpred train --model all" in note
 
 
@@ -100,11 +128,21 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(runs):
-    demo = build_app(runs, "smoke")
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
+    demo = launch(runs, free_port(), profile="smoke", block=False, threads=torch.get_num_threads())
+    yield demo.local_url
     demo.close()
+
+
+def test_metrics_table_has_units_directions_and_the_best_marked():
+    rows = [{"model": "a", "ms": 2.5, "mse": 0.0123456, "moving_mse": 0.2, "psnr": 20.0, "ssim": 0.5},
+            {"model": "b", "ms": 1.25, "mse": 0.0123449, "moving_mse": 0.3, "psnr": 21.0, "ssim": 0.5}]
+    headers, values = metrics_table(rows, threads=1, with_metrics=True)
+    assert headers == ["model", "MSE (per pixel, lower is better)", "moving-pixel MSE (lower is better)", "PSNR dB ↑",
+                       "SSIM ↑", "ms per clip ↓ (1 thread, median of 3)"]
+    assert values == [["a", "0.012346", "0.2 ★", "20", "0.5 ★", "2.5"],  # 5 significant digits rank a and b
+                      ["b", "0.012345 ★", "0.3", "21 ★", "0.5 ★", "1.25 ★"]]
+    headers, values = metrics_table(rows, threads=2, with_metrics=False)
+    assert headers == ["model", "ms per clip ↓ (2 threads, median of 3)"]
 
 
 def test_gradio_client_round_trip(server, clip, tmp_path):
@@ -113,8 +151,14 @@ def test_gradio_client_round_trip(server, clip, tmp_path):
     client = Client(server, verbose=False)
     status, context, sheet, video, table, _plot = client.predict(handle_file(str(clip)), None, 0, 1, api_name="/predict")
     assert "Metrics are against the next 15 real frames" in status
-    assert Path(video["video"] if isinstance(video, dict) else video).stat().st_size > 0
+    video_path = Path(video["video"] if isinstance(video, dict) else video)
+    assert video_path.stat().st_size > 0
+    capture = cv2.VideoCapture(str(video_path))
+    assert capture.get(cv2.CAP_PROP_FRAME_WIDTH) <= 1000  # truth + 4 models, legible at page width
+    capture.release()
+    assert f"The video shows {', '.join(LEARNED)}, " in status  # the learned models, then the best baseline
     assert {row[0] for row in table["data"]} >= set(LEARNED) | {"copy_last"}
+    assert "PSNR dB ↑" in table["headers"] and sum("★" in str(v) for row in table["data"] for v in row) >= 5
     import imageio.v3 as iio
 
     image = iio.imread(sheet["path"] if isinstance(sheet, dict) else sheet)
@@ -154,3 +198,34 @@ def test_in_a_real_browser(server, clip, tmp_path):
         expect(page.locator("#status")).to_contain_text("broken.mp4")
         browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_outputs_do_not_pile_up_and_closing_removes_them(clip):
+    from gradio_client import Client, handle_file
+
+    began = time.time()
+    demo = launch(None, free_port(), profile="smoke", block=False, threads=torch.get_num_threads())
+    try:
+        client = Client(demo.local_url, verbose=False, download_files=False)  # leave the outputs on the server
+        for start in range(4):
+            status, *_ = client.predict(handle_file(str(clip)), None, start, 1, api_name="/predict")
+            assert status.startswith("**upload.avi**")
+        assert len(list(demo.vidpred_workdir.rglob("*.mp4"))) == 1  # the session's latest video only
+        new = [p for p in app.upload_folder().rglob("*") if p.suffix in (".mp4", ".png", ".jpg") and p.stat().st_mtime >= began]
+        assert all(p.is_relative_to(demo.vidpred_workdir) for p in new), new  # no copies in Gradio's cache
+    finally:
+        demo.close()
+    assert not demo.vidpred_workdir.exists()
+
+
+def test_bench_app_writes_the_load_figures(tmp_path):
+    from vidpred.cli import main
+
+    out = tmp_path / "app.json"
+    assert main(["bench", "app", "--profile", "smoke", "--clients", "3", "--requests", "1",
+                 "--checkpoints", str(tmp_path / "no-runs"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {"p50_s", "p95_s", "max_s", "failures", "requests_per_s", "threads", "machine", "clients",
+            "requests_per_client", "banner"} <= set(result)
+    assert result["requests"] == 3 and result["failures"] == 0, result["failure_examples"]
+    assert 0 < result["p50_s"] <= result["p95_s"] <= result["max_s"] and result["threads"] >= 1

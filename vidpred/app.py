@@ -1,15 +1,21 @@
 """The Gradio app: upload or pick a clip, run every model, compare frames, metrics and runtimes.
 
-``vidpred app`` serves it on 127.0.0.1 with analytics off; ``share`` must be asked for. Uploads are
-only decoded with OpenCV (never executed), and Gradio's copies are deleted after an hour.
+``vidpred app`` serves it on 127.0.0.1 with analytics off; ``share`` must be asked for. The app only
+opens files uploaded to it (inside Gradio's upload folder) and decodes them with OpenCV (never executes
+them), with a bounded amount of decoding per request. Each session keeps only its latest outputs;
+the app's folder is removed when it closes or exits, and Gradio deletes uploads after an hour.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import os
-import tempfile
+import shutil
+import statistics
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,16 +24,22 @@ import numpy as np
 import torch
 
 from .config import get_profile
-from .metrics import frame_metrics
-from .models import BASELINES, Predictor
+from .metrics import frame_metrics, moving_mse
+from .models import BASELINES, Predictor, model_device
 from .video import comparison_grid, error_map, to_uint8, write_video
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_DURATION_S = 600.0
 MAX_SIDE = 4096
+MAX_DECODE_S = 10.0  # decoding time allowed per request; a long or huge upload is stopped, not waited for
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".gif")
+CONCURRENCY = 2  # requests served at once (one per core here); the others wait in the queue
+QUEUE_SIZE = 100  # waiting requests beyond this are refused at once instead of waiting minutes
+VIDEO_MODELS = 4  # models shown beside the ground truth in the side-by-side video (5 panels ≈ 970 px wide)
+TIMING_REPEATS = 3
 
 
 class AppError(ValueError):
@@ -39,14 +51,65 @@ class Prediction:
     context: np.ndarray  # (n_context, 64, 64) uint8
     truth: np.ndarray | None  # (n_future, 64, 64) uint8, when the clip is long enough
     predictions: dict[str, np.ndarray]  # name -> (n_future, 64, 64) uint8
-    rows: list[dict]  # per model: ms, and MSE / PSNR / SSIM when there is ground truth
+    rows: list[dict]  # per model: ms, and MSE / moving-pixel MSE / PSNR / SSIM when there is ground truth
+
+
+def upload_folder() -> Path:
+    """Where Gradio keeps uploads (``$GRADIO_TEMP_DIR``, else ``<tmp>/gradio``), symlinks resolved."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()).resolve()
+
+
+def checked_upload(path: str | Path) -> Path:
+    """``path`` with symlinks resolved, when it is a file uploaded to the app; otherwise an AppError.
+
+    Gradio's own checks are not the only line: whatever reaches the app, it opens only files inside
+    Gradio's upload folder (uploads and the app's own outputs), never another file on the server.
+    """
+    path = Path(path)
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise AppError(f"{path.name}: the file is gone; upload it again") from None
+    if not resolved.is_file() or not resolved.is_relative_to(upload_folder()):
+        raise AppError(f"{path}: refused, it was not uploaded to this app (the app only reads its own uploads); "
+                       "upload the video instead")
+    return resolved
+
+
+def too_short(name: str, total: int, start: int, frame_step: int, n_context: int = 30) -> str:
+    """What is wrong when a clip of ``total`` frames has fewer than ``n_context`` frames from ``start`` with
+    ``frame_step``, and the fix that works (a message that never suggests a change that cannot help)."""
+    span = (n_context - 1) * frame_step + 1  # frames the context covers
+    if total < n_context:
+        return (f"{name}: the clip is too short: {total} frames, and the models need {n_context} context frames; "
+                "use a longer clip")
+    if total < span:
+        return (f"{name}: with frame step {frame_step} the context covers {span} frames but the clip has {total}; "
+                f"use a frame step of at most {(total - 1) // (n_context - 1)}")
+    if start >= total:
+        return f"{name}: start frame {start} is past the end of the clip ({total} frames); use a start of at most {total - span}"
+    left = (total - 1 - start) // frame_step + 1
+    return (f"{name}: from frame {start} with step {frame_step} only {left} of the {n_context} context frames are "
+            f"in the clip ({total} frames); use a start of at most {total - span}")
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    return cv2.VideoCapture(str(path))
 
 
 def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int = 64, n_context: int = 30,
-              n_future: int = 15) -> tuple[np.ndarray, bool]:
+              n_future: int = 15, max_seconds: float | None = None) -> tuple[np.ndarray, bool]:
     """Preprocess an uploaded video as in training: frames (T, size, size) uint8 and whether the
-    ground truth of the future is there (T = n_context + n_future) or not (T = n_context)."""
+    ground truth of the future is there (T = n_context + n_future) or not (T = n_context).
+
+    The work is bounded: a start past the clip's frame count is refused before decoding, the reader
+    seeks to the start where the container allows it (else skips frames without converting them),
+    and decoding stops with an AppError after ``max_seconds`` (default ``MAX_DECODE_S``).
+    """
     path = Path(path)
+    max_seconds = MAX_DECODE_S if max_seconds is None else max_seconds
     if not path.exists():
         raise AppError(f"{path.name}: the file is gone; upload it again")
     if path.suffix.lower() not in VIDEO_SUFFIXES:
@@ -55,35 +118,51 @@ def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int =
         raise AppError(f"{path.name}: {path.stat().st_size / 2**20:.0f} MB is too large "
                        f"(limit {MAX_UPLOAD_BYTES // 2**20} MB)")
     if start < 0 or frame_step < 1:
-        raise AppError("the start frame must be ≥ 0 and the frame step ≥ 1")
-    capture = cv2.VideoCapture(str(path))
+        raise AppError(f"{path.name}: start frame {start} and frame step {frame_step}: the start must be ≥ 0 "
+                       "and the step ≥ 1")
+    deadline = time.monotonic() + max_seconds
+    capture = _open(path)
     try:
         if not capture.isOpened():
             raise AppError(f"{path.name}: cannot be read as a video (corrupt, or a codec OpenCV lacks)")
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # 0 when the container does not say
         width, height = capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
         if count > 0 and count / fps > MAX_DURATION_S:
             raise AppError(f"{path.name}: {count / fps:.0f} s is too long (limit {MAX_DURATION_S:.0f} s)")
         if max(width, height) > MAX_SIDE:
             raise AppError(f"{path.name}: {width:.0f}×{height:.0f} is too large (limit {MAX_SIDE} px a side)")
+        if count > 0 and start >= count:
+            raise AppError(too_short(path.name, count, start, frame_step, n_context))
+        index = 0
+        if start > 0:
+            if capture.set(cv2.CAP_PROP_POS_FRAMES, start) and int(capture.get(cv2.CAP_PROP_POS_FRAMES)) == start:
+                index = start
+            else:  # the container cannot seek: start again and skip to the start frame
+                capture.release()
+                capture = _open(path)
         wanted = start + (n_context + n_future - 1) * frame_step + 1
-        frames, index = [], 0
+        frames, decoded = [], 0
         while index < wanted:
-            ok, frame = capture.read()
-            if not ok:
+            if time.monotonic() > deadline:
+                raise AppError(f"{path.name}: decoding stopped after {max_seconds:g} s at frame {index} (the limit "
+                               "per request); use a shorter or smaller video, or a smaller start or frame step")
+            if not capture.grab():  # grab decodes; retrieve below converts only the frames kept
                 break
+            decoded += 1
             if index >= start and (index - start) % frame_step == 0:
+                ok, frame = capture.retrieve()
+                if not ok:
+                    break
                 gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
                 frames.append(cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA))
             index += 1
     finally:
         capture.release()
-    if index == 0:
+    if decoded == 0 and index == 0:
         raise AppError(f"{path.name}: no frame could be decoded (corrupt or not a video)")
     if len(frames) < n_context:
-        raise AppError(f"{path.name}: too short: {len(frames)} frames from frame {start} with step {frame_step}; "
-                       f"the models need {n_context} context frames (try a smaller start or step)")
+        raise AppError(too_short(path.name, index, start, frame_step, n_context))
     has_truth = len(frames) >= n_context + n_future
     return np.stack(frames[: n_context + n_future] if has_truth else frames[:n_context]), has_truth
 
@@ -113,25 +192,42 @@ def load_models(checkpoints: str | Path | None, profile: str | None = None,
     return models, "\n".join(lines)
 
 
-@torch.no_grad()
-def predict_all(frames: np.ndarray, models: dict[str, Predictor], n_context: int = 30) -> Prediction:
-    """Run every model on the context of ``frames``; metrics against the rest when it is there."""
+def timed_forward(model: Predictor, context: torch.Tensor, n_future: int, repeats: int) -> tuple[torch.Tensor, float]:
+    """The prediction and its time in ms: one run (repeats=1), else the median of ``repeats`` after a warm-up."""
+    if repeats > 1:
+        model(context, n_future)
+    times = []
+    for _ in range(max(1, repeats)):
+        tic = time.perf_counter()
+        prediction = model(context, n_future)
+        times.append((time.perf_counter() - tic) * 1000)
+    return prediction, statistics.median(times)
+
+
+@torch.inference_mode()
+def predict_all(frames: np.ndarray, models: dict[str, Predictor], n_context: int = 30,
+                repeats: int = TIMING_REPEATS, runtimes: dict[str, float] | None = None) -> Prediction:
+    """Run every model on the context of ``frames``; metrics against the rest when it is there.
+
+    ``ms`` is the median of ``repeats`` runs after a warm-up, or ``runtimes[name]`` when given (the app
+    times each model once at startup, since the time depends on the clip's shape only, and then runs
+    each model once per request).
+    """
     context_u8 = frames[:n_context]
     truth_u8 = frames[n_context:] if len(frames) > n_context else None
     n_future = len(truth_u8) if truth_u8 is not None else 15
     context = torch.from_numpy(context_u8).float().div(255)[None, :, None]  # (1, 30, 1, H, W)
+    truth = None if truth_u8 is None else torch.from_numpy(truth_u8).float().div(255)[None, :, None]
     predictions, rows = {}, []
     for name, model in models.items():
-        model(context, n_future)  # warm-up, so the time below is the steady-state time
-        tic = time.perf_counter()
-        prediction = model(context, n_future).clamp(0, 1)
-        ms = (time.perf_counter() - tic) * 1000
+        prediction, ms = timed_forward(model, context, n_future, 1 if runtimes else repeats)
+        prediction = prediction.clamp(0, 1)
         predictions[name] = to_uint8(prediction[0])
-        row = {"model": name, "ms": round(ms, 2)}
-        if truth_u8 is not None:
-            truth = torch.from_numpy(truth_u8).float().div(255)[None, :, None]
+        row = {"model": name, "ms": runtimes[name] if runtimes else ms}
+        if truth is not None:
             values = frame_metrics(prediction, truth)
             row.update({k: float(values[k].mean()) for k in ("mse", "psnr", "ssim")})
+            row["moving_mse"] = moving_mse(prediction, truth, context[:, -1:])
         rows.append(row)
     return Prediction(context_u8, truth_u8, predictions, rows)
 
@@ -159,6 +255,15 @@ def sample_clips(profile: str | None = None, limit: int = 12, splits=None) -> di
     return clips
 
 
+def _clip_ended(shape: tuple[int, ...]) -> np.ndarray:
+    """Dark frames that say so, for the ground-truth panel of a clip that ends with its context."""
+    frames = np.full(shape, 24, np.uint8)
+    for frame in frames:
+        for line, text in enumerate(("the clip", "has ended")):
+            cv2.putText(frame, text, (4, 28 + 14 * line), cv2.FONT_HERSHEY_SIMPLEX, 0.3, 200, 1, cv2.LINE_AA)
+    return frames
+
+
 def _strip(frames: np.ndarray, scale: int = 2) -> np.ndarray:
     row = np.concatenate([np.pad(f, ((0, 0), (0, 1)), constant_values=255) for f in frames], axis=1)
     return cv2.resize(row, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
@@ -182,12 +287,55 @@ def prediction_sheet(predictions: dict[str, np.ndarray], truth: np.ndarray | Non
     return np.concatenate(lines, axis=0)
 
 
+METRIC_COLUMNS = (  # (row key, table header, best is the lowest)
+    ("mse", "MSE (per pixel, lower is better)", True),
+    ("moving_mse", "moving-pixel MSE (lower is better)", True),
+    ("psnr", "PSNR dB ↑", False),
+    ("ssim", "SSIM ↑", False),
+)
+
+
+def metrics_table(rows: list[dict], threads: int, with_metrics: bool) -> tuple[list[str], list[list[str]]]:
+    """Headers with units and direction, and values to 5 significant digits with ★ on the best of each column."""
+    columns = [c for c in METRIC_COLUMNS if with_metrics]
+    columns.append(("ms", f"ms per clip ↓ ({threads} thread{'s' if threads > 1 else ''}, median of {TIMING_REPEATS})", True))
+    best = {key: (min if lowest else max)(r[key] for r in rows) for key, _, lowest in columns}
+    table = [[r["model"]] + [f"{r[key]:.5g}" + (" ★" if r[key] == best[key] else "") for key, _, _ in columns]
+             for r in rows]
+    return ["model"] + [header for _, header, _ in columns], table
+
+
+def video_models(rows: list[dict], limit: int = VIDEO_MODELS) -> list[str]:
+    """The models for the side-by-side video: the learned ones first, then the baselines (best MSE first)."""
+    learned = [r["model"] for r in rows if r["model"] not in BASELINES]
+    baselines = sorted((r for r in rows if r["model"] in BASELINES), key=lambda r: r.get("mse", 0.0))
+    return (learned + [r["model"] for r in baselines])[:limit]
+
+
+def runnable(models: dict[str, Predictor], repeats: int = TIMING_REPEATS) -> tuple[dict[str, float], list[str]]:
+    """Each model's time in ms for one 30 → 15 clip (median of ``repeats`` after a warm-up), and a note for each
+    model that cannot predict (it is left out rather than failing every request)."""
+    context = torch.rand(1, 30, 1, 64, 64)
+    runtimes, notes = {}, []
+    with torch.inference_mode():
+        for name, model in list(models.items()):
+            try:
+                runtimes[name] = timed_forward(model, context, 15, repeats)[1]
+            except (ValueError, RuntimeError) as err:
+                notes.append(f"{name} is left out: {err}")
+                del models[name]
+    return runtimes, notes
+
+
+def _remove(folder) -> None:
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def build_app(checkpoints: str | Path | None = None, profile: str | None = None):
     import gradio as gr
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import pandas as pd
+    from matplotlib.figure import Figure
 
     from .data import WindowDataset, load_splits
 
@@ -195,51 +343,80 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
     splits = load_splits(data_cfg if data_cfg.source == "synthetic" else get_profile("smoke").data)
     models, note = load_models(checkpoints, profile, WindowDataset.from_config(splits["train"], data_cfg, "train"))
     samples = sample_clips(profile, splits=splits)
-    workdir = Path(tempfile.mkdtemp(prefix="vidpred-app-"))
+    runtimes, left_out = runnable(models)
+    note = "\n\n".join([note, *left_out]).strip()
+    threads = torch.get_num_threads()
+    # Outputs go inside Gradio's upload folder, so Gradio serves them without copying them into its cache.
+    workdir = upload_folder() / f"vidpred-app-{uuid.uuid4().hex[:12]}"
+    workdir.mkdir(parents=True)
+    atexit.register(_remove, workdir)
+    runtime_plot = workdir / "runtimes.png"  # the times depend on the clip's shape only: drawn once
+    fig = Figure(figsize=(6.5, 0.8 + 0.3 * len(runtimes)))
+    ax = fig.subplots()
+    ax.barh(list(runtimes), list(runtimes.values()), color="C0")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ms per clip (median of {TIMING_REPEATS} after a warm-up, {threads} thread"
+                  f"{'s' if threads > 1 else ''}, {' and '.join(sorted({model_device(m).type for m in models.values()}))})")
+    fig.tight_layout()
+    fig.savefig(runtime_plot, dpi=100)
 
-    def run(upload, sample, start, step):
+    def predict(upload, sample, start, step):
+        start, step = int(start or 0), int(step or 1)
+        if upload:
+            path = checked_upload(upload)
+            frames, _ = read_clip(path, start, step)
+            source = path.name
+        elif sample:
+            if sample not in samples:
+                raise AppError(f"unknown sample {sample!r}; pick one from the list")
+            if start < 0 or step < 1:
+                raise AppError(f"{sample}: start frame {start} and frame step {step}: the start must be ≥ 0 and the step ≥ 1")
+            clip = samples[sample][start::step]
+            if len(clip) < 30:
+                raise AppError(too_short(sample, len(samples[sample]), start, step))
+            frames, source = clip[:45], sample
+        else:
+            raise AppError("upload a video or pick a sample clip first")
+        return predict_all(frames, models, runtimes=runtimes), source, start, step
+
+    def run(upload, sample, start, step, previous):
         try:
-            start, step = int(start or 0), int(step or 1)
-            if upload:
-                frames, _ = read_clip(upload, start, step)
-                source = Path(upload).name
-            elif sample:
-                if sample not in samples:
-                    raise AppError(f"unknown sample {sample!r}")
-                clip = samples[sample][start::step]
-                if len(clip) < 30:
-                    raise AppError(f"{sample}: too short from frame {start} with step {step}: {len(clip)} frames, "
-                                   "the models need 30")
-                frames, source = clip[:45], sample
-            else:
-                raise AppError("upload a video or pick a sample clip first")
-            result = predict_all(frames, models)
+            result, source, start, step = predict(upload, sample, start, step)
         except AppError as err:
-            return (f"**Cannot use this clip.** {err}", None, None, None, None, None)
-        context_image = _strip(result.context[::3])
-        sheet = prediction_sheet(result.predictions, result.truth)
-        truth = result.truth if result.truth is not None else np.zeros_like(next(iter(result.predictions.values())))
-        grid = comparison_grid(truth, result.predictions, context=result.context[-5:], scale=3,
-                               with_error=result.truth is not None)
-        video = write_video(workdir / f"compare-{time.time_ns()}.mp4", grid, fps=6)
-        headers = ["model", "ms", "mse", "psnr", "ssim"] if result.truth is not None else ["model", "ms"]
-        import pandas as pd
-
-        table = pd.DataFrame([[r.get(h) for h in headers] for r in result.rows], columns=headers).round(4)
-        fig, ax = plt.subplots(figsize=(5, 2.6))
-        ax.barh([r["model"] for r in result.rows], [r["ms"] for r in result.rows], color="C0")
-        ax.set_xlabel("inference ms for this clip (CPU)" if not torch.cuda.is_available() else "inference ms")
-        fig.tight_layout()
+            return (f"**Cannot use this clip.** {err}", None, None, None, None, None, previous)
+        except Exception as err:  # a bug: one line for the user, the traceback for the log
+            log.exception("prediction failed")
+            return (f"**The app failed on this clip** ({type(err).__name__}: {err}); the server log has the details.",
+                    None, None, None, None, None, previous)
+        folder = workdir / uuid.uuid4().hex  # this request's outputs; the session's previous ones go below
+        folder.mkdir(parents=True)
+        context_path = folder / "context.png"
+        cv2.imwrite(str(context_path), _strip(result.context[::3]))
+        sheet_path = folder / "sheet.jpg"  # a JPEG of 0.4 MB encodes 4× faster than a PNG of 1.5 MB, and loads faster
+        cv2.imwrite(str(sheet_path), cv2.cvtColor(prediction_sheet(result.predictions, result.truth), cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 92])
+        shown = video_models(result.rows)
+        truth = result.truth if result.truth is not None else _clip_ended(result.predictions[shown[0]].shape)
+        grid = comparison_grid(truth, {name: result.predictions[name] for name in shown}, context=result.context[-5:],
+                               scale=3, with_error=False)
+        video = write_video(folder / "compare.mp4", grid, fps=6, preset="veryfast")  # per request: encode fast
+        headers, values = metrics_table(result.rows, threads, result.truth is not None)
+        table = pd.DataFrame(values, columns=headers)
         status = f"**{source}**: 30 context frames from frame {start}, step {step}. " + (
-            "Metrics are against the next 15 real frames." if result.truth is not None
+            "Metrics are against the next 15 real frames; ★ marks the best of each column."
+            if result.truth is not None
             else "The clip ends before 15 more frames, so there is no ground truth and no metrics.")
+        status += f" The video shows {', '.join(shown)}" + (" beside the ground truth." if result.truth is not None
+                                                            else " (no ground truth).")
         if note:
             status += "\n\n" + note
-        return status, context_image, sheet, str(video), table, fig
+        _remove(previous)  # keep only the latest outputs of each session
+        return status, str(context_path), str(sheet_path), str(video), table, str(runtime_plot), str(folder)
 
     with gr.Blocks(title="vidpred: compare video predictors", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# vidpred — 30 frames in, 15 frames out\nUpload a video or pick a sample; every model "
                     "and baseline predicts the next 15 frames (64×64 grayscale, as in training).")
+        outputs = gr.State(None, time_to_live=3600, delete_callback=_remove)  # the session's latest outputs
         with gr.Row():
             upload = gr.File(label="upload a video", file_types=list(VIDEO_SUFFIXES), type="filepath")
             with gr.Column():
@@ -248,18 +425,48 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
                 step = gr.Number(value=1, precision=0, minimum=1, label="frame step")
                 button = gr.Button("Run all models", variant="primary")
         status = gr.Markdown(note or "Ready.", elem_id="status")
-        context_image = gr.Image(label="context (every 3rd of the 30 frames)", type="numpy")
+        context_image = gr.Image(label="context (every 3rd of the 30 frames)", type="filepath")
         sheet = gr.Image(label="the 15 predicted frames: one row per model, errors below (bright = wrong)",
-                         type="numpy", elem_id="sheet")
-        video = gr.Video(label="side by side", format="mp4")
-        table = gr.Dataframe(label="metrics and inference time", elem_id="metrics")
-        plot = gr.Plot(label="inference time")
-        button.click(run, [upload, sample, start, step], [status, context_image, sheet, video, table, plot],
-                     api_name="predict")
+                         type="filepath", elem_id="sheet")
+        video = gr.Video(label=f"side by side: ground truth and up to {VIDEO_MODELS} models", format="mp4")
+        table = gr.Dataframe(label="metrics (↓ lower is better, ↑ higher is better, ★ best) and inference time",
+                             elem_id="metrics", wrap=True)
+        plot = gr.Image(label="inference time of each model (measured when the app started)", type="filepath")
+        button.click(run, [upload, sample, start, step, outputs],
+                     [status, context_image, sheet, video, table, plot, outputs],
+                     api_name="predict", concurrency_limit=CONCURRENCY)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    demo.vidpred_workdir = workdir
+    demo.vidpred_models = list(models)
+    close = demo.close
+
+    def close_and_clean(*args, **kwargs):
+        try:
+            return close(*args, **kwargs)
+        finally:
+            _remove(workdir)
+
+    demo.close = close_and_clean
     return demo
 
 
+def serving_threads(concurrency: int = CONCURRENCY) -> int:
+    """torch threads per request so that ``concurrency`` requests at once use the cores without oversubscribing."""
+    return max(1, (os.cpu_count() or 1) // concurrency)
+
+
 def launch(checkpoints: str | Path | None = None, port: int = 7860, share: bool = False,
-           profile: str | None = None) -> None:
+           profile: str | None = None, block: bool = True, threads: int | None = None):
+    """Serve the app on 127.0.0.1:``port`` (``block=False`` returns the running app, for tests and benchmarks).
+
+    ``threads`` sets torch's thread count for the process (default: the cores shared by the requests
+    served at once); errors are shown to the client (Gradio's refusals included) as one-line messages.
+    """
+    torch.set_num_threads(threads or serving_threads())
     demo = build_app(checkpoints, profile)
-    demo.launch(server_name="127.0.0.1", server_port=port, share=share)
+    print(f"vidpred app: {len(demo.vidpred_models)} models ({', '.join(demo.vidpred_models)}), "
+          f"{torch.get_num_threads()} torch thread(s) per request, {CONCURRENCY} requests at once, "
+          f"queue of {QUEUE_SIZE}", flush=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, share=share, show_error=True,
+                prevent_thread_lock=not block, quiet=not block)
+    return demo

@@ -1,8 +1,9 @@
-"""Benchmarks behind ``vidpred bench data|models|train``; each returns a JSON-able dict."""
+"""Benchmarks behind ``vidpred bench data|models|train|app``; each returns a JSON-able dict."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import tempfile
 import time
@@ -188,5 +189,119 @@ def bench_quality(profile: str | None = None, models=None, steps: int | None = N
             "baselines": baselines, "curves": curves}
 
 
-def run(what: str, profile: str | None = None) -> dict:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_server(url: str, server, timeout: float, log: Path) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the app exited with status {server.returncode} before serving: "
+                               f"{log.read_text().strip().splitlines()[-1:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the app did not answer on {url} within {timeout:.0f} s")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its finished children (ffmpeg), from /proc (NaN where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
+def bench_app(profile: str | None = None, clients: int = 20, requests: int = 3, checkpoints: str | None = None,
+              startup_timeout: float = 300.0) -> dict:
+    """Serve the app as ``vidpred app`` does (a subprocess on 127.0.0.1, a free port), then ``clients``
+    gradio_client callers at once each upload a 320×240 clip and predict ``requests`` times, one after the
+    other. Latency of each prediction (upload included), failures, and predictions per second."""
+    import re
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from gradio_client import Client, handle_file
+
+    from . import app
+
+    prof = get_profile(profile)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    command = [sys.executable, "-c", "import sys; from vidpred.cli import main; sys.exit(main(sys.argv[1:]))",
+               "app", "--profile", prof.name, "--port", str(port)]
+    if checkpoints:
+        command += ["--checkpoints", str(checkpoints)]
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "server.log"
+        clip = write_test_avi(Path(tmp) / "upload.avi", n_frames=60)
+        with open(log_path, "w") as log:
+            server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                      env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+        try:
+            tic = time.perf_counter()
+            _wait_for_server(url, server, startup_timeout, log_path)
+            startup_s = time.perf_counter() - tic
+            barrier = Barrier(clients)
+
+            def caller(index: int) -> list[tuple[float, str | None]]:
+                client = Client(url, verbose=False, download_files=str(Path(tmp) / f"client{index}"))
+                barrier.wait(timeout=startup_timeout)
+                results = []
+                for _ in range(requests):
+                    tic = time.perf_counter()
+                    try:
+                        status = client.predict(handle_file(str(clip)), None, 0, 1, api_name="/predict")[0]
+                        error = None if status.startswith("**upload.avi**") else status.splitlines()[0]
+                    except Exception as err:  # a failed request is a result to count, not a crash
+                        error = f"{type(err).__name__}: {err}"
+                    results.append((time.perf_counter() - tic, error))
+                return results
+
+            server_cpu, client_cpu = _cpu_seconds(server.pid), _cpu_seconds(os.getpid())
+            tic = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                results = [r for rs in pool.map(caller, range(clients)) for r in rs]
+            wall = time.perf_counter() - tic
+            server_cpu, client_cpu = _cpu_seconds(server.pid) - server_cpu, _cpu_seconds(os.getpid()) - client_cpu
+        finally:
+            server.terminate()
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        banner = next((line for line in log_path.read_text().splitlines() if line.startswith("vidpred app:")), "")
+    latencies = [seconds for seconds, error in results if error is None]
+    errors = [error for _, error in results if error is not None]
+    threads = re.search(r"(\d+) torch thread", banner)
+    return {"machine": {**machine(), "cpu_count": os.cpu_count()}, "profile": prof.name,
+            "server": "vidpred " + " ".join(command[3:]), "banner": banner,
+            "threads": int(threads.group(1)) if threads else None, "concurrency_limit": app.CONCURRENCY,
+            "queue_size": app.QUEUE_SIZE, "clients": clients, "requests_per_client": requests,
+            "requests": len(results), "failures": len(errors), "failure_examples": sorted(set(errors))[:3],
+            "upload": "320x240 XviD .avi, 60 frames", "startup_s": startup_s, "wall_s": wall,
+            "requests_per_s": len(latencies) / wall, "server_cpu_s_per_request": server_cpu / len(results),
+            "client_cpu_s_per_request": client_cpu / len(results),  # the callers share the machine with the app
+            "p50_s": float(np.percentile(latencies, 50)) if latencies else None,
+            "p95_s": float(np.percentile(latencies, 95)) if latencies else None,
+            "max_s": max(latencies) if latencies else None, "target_p95_s": 8.0}
+
+
+def run(what: str, profile: str | None = None, **options) -> dict:
+    """``options`` go to the app benchmark (clients, requests, checkpoints)."""
+    if what == "app":
+        return bench_app(profile, **options)
     return {"data": bench_data, "models": bench_models, "train": bench_train, "quality": bench_quality}[what](profile)

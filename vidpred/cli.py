@@ -133,6 +133,8 @@ def _runs_and_data(args, profile: Profile):
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_all, format_table
 
+    if args.out:
+        writable_folder(args.out, "--out")  # before the long work, not after it
     profile = _profile(args)
     root = runs_root(args, profile)
     datasets, data, found = _runs_and_data(args, profile)
@@ -157,6 +159,8 @@ def cmd_generate(args) -> int:
     from .evaluate import baseline_models
     from .video import comparison_grid, to_uint8, write_video
 
+    if args.out:
+        writable_folder(args.out, "--out")  # before the long work, not after it
     profile = _profile(args)
     root = runs_root(args, profile)
     datasets, _, found = _runs_and_data(args, profile)
@@ -181,16 +185,21 @@ def cmd_generate(args) -> int:
 def cmd_app(args) -> int:
     from .app import launch
 
+    check_port_free(args.port)  # before loading the models, and in one line rather than Gradio's traceback
     profile = get_profile(args.profile)
-    launch(checkpoints=args.checkpoints or Path("runs") / profile.name, port=args.port, share=args.share,
-           profile=profile.name)
+    try:
+        launch(checkpoints=args.checkpoints or Path("runs") / profile.name, port=args.port, share=args.share,
+               profile=profile.name)
+    except OSError as err:
+        raise RuntimeError(f"127.0.0.1:{args.port}: {err}; if the port is taken, pick another with --port") from None
     return 0
 
 
 def cmd_bench(args) -> int:
     from . import bench
 
-    result = bench.run(args.what, profile=args.profile)
+    options = {"clients": args.clients, "requests": args.requests, "checkpoints": args.checkpoints} if args.what == "app" else {}
+    result = bench.run(args.what, profile=args.profile, **options)
     out = Path(args.out or f"bench/{args.what}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
@@ -199,24 +208,137 @@ def cmd_bench(args) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line that names the flag, the value and the fix (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give 1 or more") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; give 1 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a number above 0") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; give a number above 0")
+    return value
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; give one from 1 to 65535, e.g. --port 7860")
+    return value
+
+
+def data_folder(text: str) -> str:
+    if Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; give the UCF101 folder (original or Kaggle "
+                                         "layout) that holds the videos")
+    return text
+
+
+def device_name(text: str) -> str:
+    import re
+
+    if text in ("auto", "cpu"):
+        return text
+    if text == "mps" or re.fullmatch(r"cuda(:\d+)?", text):
+        import torch
+
+        if text == "mps" and not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError("mps: Apple's GPU is not available on this machine; use --device cpu")
+        if text.startswith("cuda") and not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available on this machine (torch "
+                                             f"{torch.__version__}); use --device cpu")
+        if text.startswith("cuda:") and int(text[5:]) >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} GPU(s); "
+                                             f"use --device cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+
+
+def trainable_model(text: str) -> str:
+    if text == "all":
+        return text
+    from .models import BASELINES, LEARNED
+
+    if text in LEARNED:
+        return text
+    if text in BASELINES:
+        raise argparse.ArgumentTypeError(f"{text} is a baseline and needs no training (evaluate and the app run it "
+                                         f"as it is); train one of {', '.join(LEARNED)} or all")
+    raise argparse.ArgumentTypeError(f"{text!r} is not a model; train one of {', '.join(LEARNED)} or all")
+
+
+def writable_folder(folder: str | Path, flag: str) -> Path:
+    """``folder``, created if needed, once a file could be written in it; else a one-line ValueError."""
+    import tempfile
+
+    folder = Path(folder)
+    if folder.is_file():
+        raise ValueError(f"{flag} {folder} is a file, not a folder; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ValueError(f"{flag} {folder}: cannot write there ({err.strerror}); give a writable folder") from None
+    return folder
+
+
+def check_port_free(port: int) -> None:
+    """A ValueError naming the port and a free one when something already listens on 127.0.0.1:``port``."""
+    import socket
+
+    def free(candidate: int) -> bool:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds, so TIME_WAIT is no reason
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                return False
+            return True
+
+    if not free(port):
+        spare = next((p for p in range(port + 1, min(port + 50, 65536)) if free(p)), None)
+        hint = f", e.g. --port {spare}" if spare else ""
+        raise ValueError(f"port {port} on 127.0.0.1 is already in use; pick a free one with --port{hint}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vidpred", description="Video frame prediction: 30 frames in, 15 out.")
+    parser = Parser(prog="vidpred", description="Video frame prediction: 30 frames in, 15 out.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p, data: bool = True, runs: bool = True):
         p.add_argument("--profile", choices=PROFILES, default=None, help="default: $VIDPRED_PROFILE or book")
         if data:
             p.add_argument("--data", choices=("synthetic", "ucf101"), help="dataset (default: the profile's)")
-            p.add_argument("--data-dir", help="UCF101 folder, original or Kaggle layout (implies --data ucf101)")
+            p.add_argument("--data-dir", type=data_folder,
+                           help="UCF101 folder, original or Kaggle layout (implies --data ucf101)")
             p.add_argument("--download", action="store_true", help="download UCF101 from Kaggle with kagglehub")
-            p.add_argument("--frame-step", type=int, help="keep every k-th frame")
+            p.add_argument("--frame-step", type=positive_int, help="keep every k-th frame")
             p.add_argument("--split", choices=("group", "kaggle"), help="group: no actor in two splits (default)")
             p.add_argument("--classes", help="UCF101 classes, comma-separated (default: the five exercises)")
             p.add_argument("--crop", choices=("center", "none"),
                            help="center: the centred square of each frame (default); none: squash it")
         if runs:
             p.add_argument("--runs", help="folder of runs (default runs/<profile>)")
-            p.add_argument("--device", default="auto")
+            p.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda[:N] | mps")
             p.add_argument("--allow-mixed", action="store_true",
                            help="use checkpoints trained on other data than the data asked for")
 
@@ -227,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Ctrl+C (SIGINT) or SIGTERM finishes the current step, saves last.pt and exits "
                                    "with 130 or 143; the same command resumes. One training per run folder.")
     common(p)
-    p.add_argument("--model", default="all", help="convlstm | predrnn | transformer | all")
-    p.add_argument("--steps", type=int, help="override the profile's step count")
+    p.add_argument("--model", type=trainable_model, default="all", help="convlstm | predrnn | transformer | all")
+    p.add_argument("--steps", type=positive_int, help="override the profile's step count")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
@@ -239,27 +361,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("generate", help="side-by-side videos of test clips")
     common(p)
-    p.add_argument("--clips", type=int, default=4)
+    p.add_argument("--clips", type=positive_int, default=4)
     p.add_argument("--format", default="mp4,gif")
-    p.add_argument("--fps", type=float, default=6.0)
+    p.add_argument("--fps", type=positive_float, default=6.0)
     p.add_argument("--out")
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("app", help="the Gradio comparison app on 127.0.0.1")
     p.add_argument("--profile", choices=PROFILES, default=None)
     p.add_argument("--checkpoints", help="runs folder (default runs/<profile>)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=port_number, default=7860)
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
     p.set_defaults(func=cmd_app)
     p = sub.add_parser("bench", help="benchmarks; write JSON")
-    p.add_argument("what", choices=("data", "models", "train", "quality"))
+    p.add_argument("what", choices=("data", "models", "train", "quality", "app"))
     p.add_argument("--profile", choices=PROFILES, default=None)
     p.add_argument("--out", help="JSON path (default bench/<what>.json)")
+    p.add_argument("--clients", type=positive_int, default=20, help="app: concurrent gradio_client callers")
+    p.add_argument("--requests", type=positive_int, default=3, help="app: predictions per caller")
+    p.add_argument("--checkpoints", help="app: runs folder (default runs/<profile>)")
     p.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # a usage error (one line on stderr) or --help: the status, for callers of main()
+        return int(stop.code or 0)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
