@@ -192,6 +192,20 @@ def load_models(checkpoints: str | Path | None, profile: str | None = None,
     return models, "\n".join(lines)
 
 
+def synthetic_warning(checkpoints: str | Path | None, profile: str | None = None) -> str:
+    """A plain warning for real uploads when every loaded model was trained on the synthetic videos."""
+    from .runs import runs_for
+
+    found = runs_for(checkpoints, get_profile(profile).name, allow_mixed=True)
+    sources = {(run.data or {}).get("source") for run in found.runs.values()}
+    if not found.runs or sources != {"synthetic"}:
+        return ""
+    return ("**Warning: these models were trained on synthetic stick-figure videos, not on real video.** On a real "
+            "clip expect them to do no better than the baselines (copy-last, context mean, blend). To train on "
+            "UCF101: `vidpred prepare --data-dir /path/to/UCF101`, then `vidpred train --model all --data-dir "
+            "/path/to/UCF101`, then `vidpred app --checkpoints runs/<profile>`.")
+
+
 def timed_forward(model: Predictor, context: torch.Tensor, n_future: int, repeats: int) -> tuple[torch.Tensor, float]:
     """The prediction and its time in ms: one run (repeats=1), else the median of ``repeats`` after a warm-up."""
     if repeats > 1:
@@ -343,6 +357,7 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
     splits = load_splits(data_cfg if data_cfg.source == "synthetic" else get_profile("smoke").data)
     models, note = load_models(checkpoints, profile, WindowDataset.from_config(splits["train"], data_cfg, "train"))
     samples = sample_clips(profile, splits=splits)
+    real_video_warning = synthetic_warning(checkpoints, profile)
     runtimes, left_out = runnable(models)
     note = "\n\n".join([note, *left_out]).strip()
     threads = torch.get_num_threads()
@@ -408,6 +423,8 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
             else "The clip ends before 15 more frames, so there is no ground truth and no metrics.")
         status += f" The video shows {', '.join(shown)}" + (" beside the ground truth." if result.truth is not None
                                                             else " (no ground truth).")
+        if upload and real_video_warning:
+            status += "\n\n" + real_video_warning
         if note:
             status += "\n\n" + note
         _remove(previous)  # keep only the latest outputs of each session
