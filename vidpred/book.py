@@ -86,7 +86,6 @@ def model_chapter(env: BookEnv, name: str, live_steps: int | None = None, **mode
     """
     import dataclasses
 
-    from .evaluate import baseline_models
     from .models import build
     from .train import load_or_train, validation_mse
 
@@ -97,16 +96,39 @@ def model_chapter(env: BookEnv, name: str, live_steps: int | None = None, **mode
     full = load_or_train(model, datasets, cfg, env.profile.data, root=env.runs, progress=False)
     config = {**env.profile.model_config(name), **model_overrides}  # what the live run tries
     steps = live_steps or env.profile.live_steps.get(name, max(1, cfg.steps // 10))
-    live_cfg = dataclasses.replace(cfg, steps=steps, eval_every=max(1, steps // 5), checkpoint_every=steps,
+    live_cfg = dataclasses.replace(cfg, steps=steps, eval_every=max(1, steps // 3), checkpoint_every=steps,
                                    warmup_steps=min(cfg.warmup_steps, max(1, steps // 10)))
     torch.manual_seed(cfg.seed)
     live = load_or_train(build(name, **config), datasets, live_cfg, env.profile.data, root=env.runs / "live",
                          progress=False)
-    baselines = baseline_models(datasets["train"], ("copy_last", "context_mean", "blend"))
+    baselines = chapter_baselines(env)
     device = torch.device("cpu")
     baseline_val = {b: validation_mse(m, datasets["val"], cfg.batch_size, cfg.eval_batches, device)
                     for b, m in baselines.items()}
     return ModelChapter(name, model.cpu().eval(), full, live, datasets, baselines, baseline_val)
+
+
+def profile_run(env: BookEnv, name: str):
+    """The profile's run of ``name`` (shipped, or trained here by ``load_or_train``), without a live run."""
+    from .models import build
+    from .train import load_or_train
+
+    cfg = env.profile.train_config(name)
+    torch.manual_seed(cfg.seed)
+    model = build(name, **env.profile.model_config(name))
+    load_or_train(model, chapter_data(env), cfg, env.profile.data, root=env.runs, progress=False)
+    return model.cpu().eval()
+
+
+def chapter_baselines(env: BookEnv) -> dict:
+    """Copy-last, context-mean and the blend fitted on the profile's training split (fitted once per kernel)."""
+    from .config import config_hash
+    from .evaluate import baseline_models
+
+    key = ("baselines", config_hash(env.profile.data))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = baseline_models(chapter_data(env)["train"], ("copy_last", "context_mean", "blend"))
+    return _DATA_CACHE[key]
 
 
 _DATA_CACHE: dict = {}

@@ -114,7 +114,7 @@ def get_profile(name: str | None = None) -> Profile:
                              "predrnn_v2": dict(steps=1500, eval_every=500, checkpoint_every=500),
                              "transformer": dict(steps=6000, lr=1e-3, warmup_steps=100, eval_every=500,
                                                  checkpoint_every=500)},
-            live_steps={"convlstm": 150, "predrnn": 120, "predrnn_v2": 120, "transformer": 400},
+            live_steps={"convlstm": 100, "predrnn": 60, "predrnn_v2": 60, "transformer": 200},
         )
     if name == "full":
         return Profile(

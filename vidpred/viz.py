@@ -61,17 +61,16 @@ def plot_learning_curves(histories: dict[str, list[dict]], baselines: dict[str, 
     return fig
 
 
-def figure_height(frames: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Height of the moving figure in each frame: the row of the centre of mass of |frame − reference|.
+def figure_height(frames: np.ndarray | torch.Tensor, level: float = 0.7) -> np.ndarray:
+    """Height of the figure in each frame: the centre of mass of what is brighter than ``level``.
 
-    ``reference`` is the static scene, e.g. the per-pixel median of the context frames, so the
-    background and the props weigh nothing and the centre follows the body. Returned in pixels from
-    the bottom of the frame, one value per frame; a prediction that freezes gives a flat line.
+    In the synthetic videos the body is the brightest thing in the frame (grey 0.8–1, props ≤ 0.7,
+    backgrounds darker), so the brightness above ``level`` weighs the body and nothing else, and a
+    blurred prediction still counts in proportion to its brightness. Returned in pixels from the
+    bottom of the frame, one value per frame; a prediction that freezes gives a flat line.
     """
     frames = to_uint8(frames).astype(np.float32) / 255  # (T, H, W)
-    reference = to_uint8(reference).astype(np.float32) / 255  # (H, W)
-    weights = np.abs(frames - reference)
-    weights = np.where(weights > 0.05, weights, 0)  # ignore sensor noise
+    weights = np.clip(frames - level, 0, None)
     rows = np.arange(frames.shape[1], dtype=np.float32)[None, :, None]
     mass = weights.sum(axis=(1, 2))
     centre = (weights * rows).sum(axis=(1, 2)) / np.maximum(mass, 1e-6)
@@ -81,18 +80,17 @@ def figure_height(frames: np.ndarray | torch.Tensor, reference: np.ndarray | tor
 def plot_trajectory(context, future, predictions: dict, title: str | None = None, ax=None):
     """The figure's height (centre of mass of what moves) per frame: context, truth and every prediction."""
     context, future = to_uint8(context), to_uint8(future)
-    reference = np.median(context, axis=0)
     n_context = len(context)
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3))
-    ax.plot(range(1, n_context + 1), figure_height(context, reference), color="0.4", label="context")
+    ax.plot(range(1, n_context + 1), figure_height(context), color="0.4", label="context")
     horizon = range(n_context + 1, n_context + len(future) + 1)
-    ax.plot(horizon, figure_height(future, reference), "k-", lw=2.5, label="truth")
+    ax.plot(horizon, figure_height(future), "k-", lw=2.5, label="truth")
     for i, (name, prediction) in enumerate(predictions.items()):
         baseline = name in ("copy_last", "context_mean", "blend", "linear")
-        ax.plot(horizon, figure_height(prediction, reference), "--" if baseline else "-", color=f"C{i}", label=name)
+        ax.plot(horizon, figure_height(prediction), "--" if baseline else "-", color=f"C{i}", label=name)
     ax.axvline(n_context + 0.5, color="0.7", lw=1)
-    ax.set(xlabel="frame", ylabel="height of the moving body (px)", title=title or "")
+    ax.set(xlabel="frame", ylabel="height of the body (px)", title=title or "")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return ax.figure
