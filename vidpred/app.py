@@ -472,18 +472,29 @@ def serving_threads(concurrency: int = CONCURRENCY) -> int:
     return max(1, (os.cpu_count() or 1) // concurrency)
 
 
+def _exit(signum, frame) -> None:
+    raise KeyboardInterrupt  # Gradio then closes the server as after Ctrl-C, and the atexit clean-up runs
+
+
 def launch(checkpoints: str | Path | None = None, port: int = 7860, share: bool = False,
            profile: str | None = None, block: bool = True, threads: int | None = None):
     """Serve the app on 127.0.0.1:``port`` (``block=False`` returns the running app, for tests and benchmarks).
 
     ``threads`` sets torch's thread count for the process (default: the cores shared by the requests
     served at once); errors are shown to the client (Gradio's refusals included) as one-line messages.
+    A blocking server stopped with SIGTERM (``kill``, a service manager) exits normally, so its
+    output folder is removed as after Ctrl-C.
     """
+    import signal
+    import threading
+
     torch.set_num_threads(threads or serving_threads())
     demo = build_app(checkpoints, profile)
+    if block and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit)
     print(f"vidpred app: {len(demo.vidpred_models)} models ({', '.join(demo.vidpred_models)}), "
           f"{torch.get_num_threads()} torch thread(s) per request, {CONCURRENCY} requests at once, "
-          f"queue of {QUEUE_SIZE}", flush=True)
+          f"queue of {QUEUE_SIZE}; outputs in {demo.vidpred_workdir}", flush=True)
     demo.launch(server_name="127.0.0.1", server_port=port, share=share, show_error=True,
                 prevent_thread_lock=not block, quiet=not block)
     return demo
