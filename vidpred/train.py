@@ -538,7 +538,7 @@ def load_or_train(model: Predictor, datasets: dict[str, WindowDataset], cfg: Tra
         model.load_state_dict(shipped.state["state_dict"])
         model.to(pick_device(device)).eval()
         log = shipped.path.parent / "log.jsonl"
-        history = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        history = read_log(log) if log.exists() else []
         return TrainResult(shipped.path.parent, shipped.steps, shipped.state["train_seconds"], history,
                            shipped.state["best_val_mse"], shipped.steps, reused=True)
     if last.exists():
@@ -546,7 +546,7 @@ def load_or_train(model: Predictor, datasets: dict[str, WindowDataset], cfg: Tra
         if state["step"] >= cfg.steps:
             model.load_state_dict(state["state_dict"])
             model.to(pick_device(device)).eval()
-            history = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+            history = read_log(out_dir / "log.jsonl")
             return TrainResult(out_dir, state["step"], state["train_seconds"], history,
                                state["best_val_mse"], state["step"], reused=True)
     result = fit(model, datasets["train"], datasets.get("val"), cfg, out_dir, data_cfg,
