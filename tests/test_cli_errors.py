@@ -43,7 +43,7 @@ def test_bad_numbers_name_the_flag(argv, flag, value, capsys):
 def test_training_a_baseline_says_baselines_need_no_training(capsys):
     line = error_of(["train", "--model", "copy_last"], capsys)
     assert "copy_last is a baseline and needs no training" in line
-    assert "train one of convlstm, predrnn, transformer or all" in line
+    assert "train one of convlstm, predrnn, predrnn_v2, transformer or all" in line
     assert "is not a model" in error_of(["train", "--model", "resnet"], capsys)
 
 

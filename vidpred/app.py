@@ -320,10 +320,14 @@ def metrics_table(rows: list[dict], threads: int, with_metrics: bool) -> tuple[l
 
 
 def video_models(rows: list[dict], limit: int = VIDEO_MODELS) -> list[str]:
-    """The models for the side-by-side video: the learned ones first, then the baselines (best MSE first)."""
-    learned = [r["model"] for r in rows if r["model"] not in BASELINES]
-    baselines = sorted((r for r in rows if r["model"] in BASELINES), key=lambda r: r.get("mse", 0.0))
-    return (learned + [r["model"] for r in baselines])[:limit]
+    """The models for the side-by-side video: the learned ones (best MSE first when there is ground truth),
+    then the baselines, best first; the best baseline always has a panel, as the bar to compare with."""
+    def by_mse(chosen):
+        return sorted(chosen, key=lambda r: r.get("mse", 0.0))
+
+    learned = [r["model"] for r in by_mse(r for r in rows if r["model"] not in BASELINES)]
+    baselines = [r["model"] for r in by_mse(r for r in rows if r["model"] in BASELINES)]
+    return learned[: limit - 1] + baselines[: max(1, limit - len(learned))] if baselines else learned[:limit]
 
 
 def runnable(models: dict[str, Predictor], repeats: int = TIMING_REPEATS) -> tuple[dict[str, float], list[str]]:
