@@ -93,6 +93,7 @@ def get_profile(name: str | None = None) -> Profile:
                 "predrnn_v2": dict(hidden=(8,), patch_size=4),
                 "transformer": dict(dim=32, depth=1, heads=2, patch_size=16),
             },
+            live_steps={"convlstm": 4, "predrnn": 4, "predrnn_v2": 4, "transformer": 6},
         )
     if name == "book":
         # 60 clips per class (35 per class for training, cut every 5 frames: 1750 training windows) and
