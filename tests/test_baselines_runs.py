@@ -172,3 +172,21 @@ def test_the_app_warns_when_models_trained_on_synthetic_videos_meet_a_real_uploa
     models, note = load_models(tmp_path, "smoke", data["train"])
     assert {"copy_last", "context_mean", "blend", "convlstm"} <= set(models)
     assert "convlstm: 2 steps" in note and "synthetic exercise videos" in note  # which checkpoint, trained on what
+
+
+@pytest.mark.parametrize("clip", ["v_ApplyEyeMakeup_g01_c01.avi", "v_Basketball_g01_c02.mp4"])
+def test_the_app_predicts_on_a_real_ucf101_upload(clip):
+    """The app's path for an upload (decode as in training, every model, metrics) on real UCF101 files: XviD in
+    AVI, and a raw MPEG-4 stream whose frame count OpenCV reports as negative (tests/data/README.md)."""
+    from pathlib import Path
+
+    from vidpred.app import predict_all, read_clip
+
+    frames, has_truth = read_clip(Path(__file__).parent / "data" / clip, start=10)
+    assert has_truth and frames.shape == (45, 64, 64) and frames.dtype == np.uint8
+    data = windows(SMOKE.data)
+    result = predict_all(frames, baseline_models(data["train"]), repeats=1)
+    rows = {r["model"]: r for r in result.rows}
+    assert set(rows) == {"copy_last", "context_mean", "blend", "linear"}
+    assert all(0 <= rows[n]["mse"] < 1 and 0 < rows[n]["ssim"] <= 1 for n in rows)
+    assert rows["copy_last"]["mse"] > 0  # real video moves
