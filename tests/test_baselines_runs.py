@@ -163,11 +163,12 @@ def test_a_damaged_checkpoint_is_skipped_with_its_name_and_best_is_used(tmp_path
 
 def test_the_app_warns_when_models_trained_on_synthetic_videos_meet_a_real_upload(tmp_path):
     from vidpred.app import load_models, synthetic_warning
+    from vidpred.runs import runs_for
 
-    assert synthetic_warning(tmp_path / "none", "smoke") == ""  # no trained model, nothing to warn about
+    assert synthetic_warning(runs_for(tmp_path / "none", "smoke")) == ""  # no trained model, nothing to warn about
     data = windows(SMOKE.data)
     _train(tmp_path, "convlstm", data, "run")
-    warning = synthetic_warning(tmp_path, "smoke")
+    warning = synthetic_warning(runs_for(tmp_path, "smoke"))
     assert "trained on synthetic" in warning and "vidpred train --model all --data-dir" in warning
     models, note = load_models(tmp_path, "smoke", data["train"])
     assert {"copy_last", "context_mean", "blend", "convlstm"} <= set(models)

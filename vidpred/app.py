@@ -168,7 +168,7 @@ def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int =
 
 
 def load_models(checkpoints: str | Path | None, profile: str | None = None,
-                train=None) -> tuple[dict[str, Predictor], str]:
+                train=None, found=None) -> tuple[dict[str, Predictor], str]:
     """The baselines plus every trained model (from ``checkpoints``, else the package's shipped ones)
     and a note that says which checkpoints were loaded and what each was trained on.
 
@@ -178,7 +178,7 @@ def load_models(checkpoints: str | Path | None, profile: str | None = None,
     from .runs import runs_for
 
     prof = get_profile(profile)
-    found = runs_for(checkpoints, prof.name, allow_mixed=True)
+    found = found if found is not None else runs_for(checkpoints, prof.name, allow_mixed=True)
     models: dict[str, Predictor] = baseline_models(train)
     lines = [f"- {run.describe()}" for run in found.runs.values()]
     lines += [f"- {message}" for message in found.skipped]
@@ -192,11 +192,9 @@ def load_models(checkpoints: str | Path | None, profile: str | None = None,
     return models, "\n".join(lines)
 
 
-def synthetic_warning(checkpoints: str | Path | None, profile: str | None = None) -> str:
-    """A plain warning for real uploads when every loaded model was trained on the synthetic videos."""
-    from .runs import runs_for
-
-    found = runs_for(checkpoints, get_profile(profile).name, allow_mixed=True)
+def synthetic_warning(found) -> str:
+    """A plain warning for real uploads when every loaded model (``found``, a RunSet) was trained on the
+    synthetic videos."""
     sources = {(run.data or {}).get("source") for run in found.runs.values()}
     if not found.runs or sources != {"synthetic"}:
         return ""
@@ -356,12 +354,14 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
     from matplotlib.figure import Figure
 
     from .data import WindowDataset, load_splits
+    from .runs import runs_for
 
     data_cfg = get_profile(profile).data
     splits = load_splits(data_cfg if data_cfg.source == "synthetic" else get_profile("smoke").data)
-    models, note = load_models(checkpoints, profile, WindowDataset.from_config(splits["train"], data_cfg, "train"))
+    found = runs_for(checkpoints, get_profile(profile).name, allow_mixed=True)  # read once: models and warning
+    models, note = load_models(checkpoints, profile, WindowDataset.from_config(splits["train"], data_cfg, "train"), found)
     samples = sample_clips(profile, splits=splits)
-    real_video_warning = synthetic_warning(checkpoints, profile)
+    real_video_warning = synthetic_warning(found)
     runtimes, left_out = runnable(models)
     note = "\n\n".join([note, *left_out]).strip()
     threads = torch.get_num_threads()
