@@ -16,6 +16,7 @@ from conftest import write_avi
 import vidpred.app as app
 from vidpred.app import AppError, checked_upload, read_clip, upload_folder
 from vidpred.bench import write_test_avi
+from vidpred.data.ucf101 import square_crop
 from vidpred.video import write_video
 
 
@@ -142,12 +143,14 @@ def test_a_start_past_the_end_is_refused_before_decoding(tmp_path, counting):
 
 
 def decode_all(path: Path) -> np.ndarray:
+    """Every frame, preprocessed as the app's default (the centred square, grey, 64×64 with INTER_AREA)."""
     capture, frames = cv2.VideoCapture(str(path)), []
     while True:
         ok, frame = capture.read()
         if not ok:
             break
-        frames.append(cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (64, 64), interpolation=cv2.INTER_AREA))
+        gray = square_crop(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), "center")
+        frames.append(cv2.resize(gray, (64, 64), interpolation=cv2.INTER_AREA))
     return np.stack(frames)
 
 

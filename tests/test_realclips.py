@@ -99,3 +99,41 @@ def test_prepare_real_clips_with_their_classes(layout, tmp_path, monkeypatch, ca
     if layout is kaggle_layout:
         assert main([*args, "--split", "kaggle"]) == 0
         assert "decoded 9, reused 0" in capsys.readouterr().out
+
+
+def test_the_app_crops_uploads_and_picks_checkpoints_as_their_training_data(tmp_path, monkeypatch):
+    """`vidpred app --data-dir … --classes …`: the checkpoints trained on that data, its test clips as samples,
+    and uploads cropped as those checkpoints' training videos were (here squashed: --crop none)."""
+    from vidpred import app
+    from vidpred.config import get_profile
+    from vidpred.runs import RunMismatch, runs_for
+
+    monkeypatch.chdir(tmp_path)
+    root = original_layout(tmp_path / "ucf")
+    data = ["--profile", "smoke", "--data-dir", str(root), "--classes", ",".join(CLASSES)]
+    assert main(["train", *data, "--crop", "none", "--model", "convlstm", "--steps", "2"]) == 0
+    found = runs_for("runs/smoke", "smoke")
+    assert app.upload_crop(found) == "none" and app.synthetic_warning(found) == ""
+
+    clip = DATA / "v_Basketball_g01_c02.mp4"
+    for crop in ("none", "center"):
+        frames, has_truth = app.read_clip(clip, start=10, crop=crop)
+        assert has_truth and np.array_equal(frames, decode_video(clip, 64, crop=crop)[10:55])
+
+    launched = {}
+    monkeypatch.setattr(app, "launch", lambda **kwargs: launched.update(kwargs))
+    assert main(["app", *data, "--crop", "none", "--port", "7869"]) == 0
+    asked = launched["data"]
+    assert asked.source == "ucf101" and asked.classes == CLASSES and asked.crop == "none"
+    assert launched["allow_mixed"] is False and launched["crop"] == "none"
+
+    demo = app.build_app("runs/smoke", "smoke", data=asked)
+    try:
+        assert "convlstm" in demo.vidpred_models and demo.vidpred_crop == "none"
+        assert {s.split("_")[1] for s in demo.vidpred_samples} == set(CLASSES)  # "UCF101: v_<Class>_g01_cXX"
+        assert all(s.startswith("UCF101: ") for s in demo.vidpred_samples)
+    finally:
+        demo.close()
+    centred = get_profile("smoke").data.__class__(**{**asked.__dict__, "crop": "center"})
+    with pytest.raises(RunMismatch, match=r"convlstm.*\n.*the data asked for"):  # trained on squashed frames
+        app.build_app("runs/smoke", "smoke", data=centred, allow_mixed=False)

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-from .config import get_profile
+from .config import DataConfig, get_profile
+from .data.ucf101 import CROPS, square_crop
 from .metrics import frame_metrics, moving_mse
 from .models import BASELINES, Predictor, model_device
 from .video import comparison_grid, error_map, to_uint8, write_video
@@ -100,9 +101,13 @@ def _open(path: Path) -> cv2.VideoCapture:
 
 
 def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int = 64, n_context: int = 30,
-              n_future: int = 15, max_seconds: float | None = None) -> tuple[np.ndarray, bool]:
+              n_future: int = 15, max_seconds: float | None = None, crop: str = "center") -> tuple[np.ndarray, bool]:
     """Preprocess an uploaded video as in training: frames (T, size, size) uint8 and whether the
     ground truth of the future is there (T = n_context + n_future) or not (T = n_context).
+
+    Each frame is made grey, cropped as the models' training data was (``crop``: ``"center"`` keeps the
+    centred square, ``"none"`` squashes the whole frame; :func:`vidpred.data.ucf101.square_crop`) and
+    resized with INTER_AREA, exactly as ``vidpred prepare`` does.
 
     The work is bounded: a start past the clip's frame count is refused before decoding, the reader
     seeks to the start where the container allows it (else skips frames without converting them),
@@ -120,6 +125,8 @@ def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int =
     if start < 0 or frame_step < 1:
         raise AppError(f"{path.name}: start frame {start} and frame step {frame_step}: the start must be ≥ 0 "
                        "and the step ≥ 1")
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}; choose {' or '.join(CROPS)}")
     deadline = time.monotonic() + max_seconds
     capture = _open(path)
     try:
@@ -155,7 +162,7 @@ def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int =
                 if not ok:
                     break
                 gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-                frames.append(cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA))
+                frames.append(cv2.resize(square_crop(gray, crop), (size, size), interpolation=cv2.INTER_AREA))
             index += 1
     finally:
         capture.release()
@@ -190,6 +197,15 @@ def load_models(checkpoints: str | Path | None, profile: str | None = None,
     for name, run in found.runs.items():
         models[name] = run.model()
     return models, "\n".join(lines)
+
+
+def upload_crop(found, default: str = "center") -> str:
+    """How the app crops uploads: as the loaded models' real training videos were (when those agree),
+    else ``default`` (the data config's; the synthetic videos are square, so for models trained on
+    them the centred square of an upload is the undistorted match)."""
+    crops = {(run.data or {}).get("crop") for run in found.runs.values() if (run.data or {}).get("source") == "ucf101"}
+    crops.discard(None)
+    return crops.pop() if len(crops) == 1 else default
 
 
 def synthetic_warning(found) -> str:
@@ -244,19 +260,37 @@ def predict_all(frames: np.ndarray, models: dict[str, Predictor], n_context: int
     return Prediction(context_u8, truth_u8, predictions, rows)
 
 
-def sample_clips(profile: str | None = None, limit: int = 12, splits=None) -> dict[str, np.ndarray]:
-    """Sample clips by name, spread over every class: synthetic test clips always, UCF101 test clips
-    when a cache holds them. ``splits`` (from :func:`vidpred.data.load_splits`) saves generating twice."""
+def spread_over_classes(clips: list, limit: int) -> list:
+    """Up to ``limit`` clips taking one of each class in turn, so that every class is represented."""
+    by_class: dict[str, list] = {}
+    for clip in clips:
+        by_class.setdefault(clip.label, []).append(clip)
+    queues, spread = list(by_class.values()), []
+    while len(spread) < limit and any(queues):
+        for queue in queues:
+            if queue and len(spread) < limit:
+                spread.append(queue.pop(0))
+    return spread
+
+
+def sample_clips(profile: str | None = None, limit: int = 12, splits=None, data: DataConfig | None = None,
+                 ) -> dict[str, np.ndarray]:
+    """Sample clips by name, spread over every class.
+
+    Without ``data``: synthetic test clips always, and UCF101 test clips when a cache holds them.
+    With ``data`` (the data the app was asked for, e.g. ``vidpred app --data-dir … --classes …``): the
+    test clips of that data only. ``splits`` (from :func:`vidpred.data.load_splits`) saves loading twice.
+    """
     from .data import load_splits
 
+    if data is not None:
+        source = "UCF101" if data.source == "ucf101" else "synthetic"
+        tests = (splits or load_splits(data))["test"]
+        return {f"{source}: {c.name}": c.frames for c in spread_over_classes(tests, limit)}
     cfg = get_profile(profile).data
     synthetic = cfg if cfg.source == "synthetic" else get_profile("smoke").data
     tests = (splits or load_splits(synthetic))["test"]
-    by_class: dict[str, list] = {}
-    for clip in tests:
-        by_class.setdefault(clip.label, []).append(clip)
-    spread = [c for group in zip(*by_class.values()) for c in group] if by_class else []
-    clips = {f"synthetic: {c.name}": c.frames for c in spread[:limit]}
+    clips = {f"synthetic: {c.name}": c.frames for c in spread_over_classes(tests, limit)}
     for manifest in sorted(Path(cfg.cache_dir).glob("ucf101-*/manifest.json")):
         entries = json.loads(manifest.read_text()).get("clips", {})
         names = [n for n, e in entries.items() if e.get("split") == "test"][:limit]
@@ -348,20 +382,40 @@ def _remove(folder) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def build_app(checkpoints: str | Path | None = None, profile: str | None = None):
+def build_app(checkpoints: str | Path | None = None, profile: str | None = None, data: DataConfig | None = None,
+              allow_mixed: bool = True, crop: str | None = None):
+    """The Gradio Blocks of the app.
+
+    Without ``data`` every checkpoint under ``checkpoints`` (else the shipped ones) is loaded and shown
+    with the data it was trained on. With ``data`` (``vidpred app --data-dir … --classes …``) only the
+    checkpoints trained on that data are loaded (others are refused unless ``allow_mixed``), the blend
+    is fitted on its training split and the samples are its test clips. Uploads are cropped with
+    ``crop``, by default as the loaded models' training videos were (:func:`upload_crop`).
+    """
     import gradio as gr
     import pandas as pd
     from matplotlib.figure import Figure
 
     from .data import WindowDataset, load_splits
-    from .runs import runs_for
+    from .runs import data_identity, runs_for
 
-    data_cfg = get_profile(profile).data
-    splits = load_splits(data_cfg if data_cfg.source == "synthetic" else get_profile("smoke").data)
-    found = runs_for(checkpoints, get_profile(profile).name, allow_mixed=True)  # read once: models and warning
-    models, note = load_models(checkpoints, profile, WindowDataset.from_config(splits["train"], data_cfg, "train"), found)
-    samples = sample_clips(profile, splits=splits)
+    prof = get_profile(profile)
+    if data is None:
+        data_cfg = prof.data
+        splits = load_splits(data_cfg if data_cfg.source == "synthetic" else get_profile("smoke").data)
+        found = runs_for(checkpoints, prof.name, allow_mixed=True)  # read once: models and warning
+    else:
+        data_cfg = data
+        splits = load_splits(data)
+        identity = data_identity(data, splits["train"])
+        found = runs_for(checkpoints, prof.name, identity, allow_mixed=allow_mixed)
+    models, note = load_models(checkpoints, prof.name, WindowDataset.from_config(splits["train"], data_cfg, "train"),
+                               found)
+    samples = sample_clips(prof.name, splits=splits, data=data)
     real_video_warning = synthetic_warning(found)
+    crop = crop or upload_crop(found, data_cfg.crop)
+    crop_note = ("Uploads are cropped to their centred square before resizing to 64×64" if crop == "center"
+                 else "Uploads are squashed to 64×64 whole (no crop)") + ", as the models' training videos were."
     runtimes, left_out = runnable(models)
     note = "\n\n".join([note, *left_out]).strip()
     threads = torch.get_num_threads()
@@ -383,7 +437,7 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
         start, step = int(start or 0), int(step or 1)
         if upload:
             path = checked_upload(upload)
-            frames, _ = read_clip(path, start, step)
+            frames, _ = read_clip(path, start, step, size=data_cfg.image_size, crop=crop)
             source = path.name
         elif sample:
             if sample not in samples:
@@ -427,6 +481,8 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
             else "The clip ends before 15 more frames, so there is no ground truth and no metrics.")
         status += f" The video shows {', '.join(shown)}" + (" beside the ground truth." if result.truth is not None
                                                             else " (no ground truth).")
+        if upload:
+            status += " " + crop_note
         if upload and real_video_warning:
             status += "\n\n" + real_video_warning
         if note:
@@ -443,7 +499,7 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
             with gr.Column():
                 sample = gr.Dropdown(choices=list(samples), value=None, label="or pick a sample clip")
                 start = gr.Number(value=0, precision=0, minimum=0, label="start frame")
-                step = gr.Number(value=1, precision=0, minimum=1, label="frame step")
+                step = gr.Number(value=data_cfg.frame_step, precision=0, minimum=1, label="frame step")
                 button = gr.Button("Run all models", variant="primary")
         status = gr.Markdown(note or "Ready.", elem_id="status")
         context_image = gr.Image(label="context (every 3rd of the 30 frames)", type="filepath")
@@ -459,6 +515,8 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
     demo.vidpred_workdir = workdir
     demo.vidpred_models = list(models)
+    demo.vidpred_samples = list(samples)
+    demo.vidpred_crop = crop
     close = demo.close
 
     def close_and_clean(*args, **kwargs):
@@ -481,19 +539,20 @@ def _exit(signum, frame) -> None:
 
 
 def launch(checkpoints: str | Path | None = None, port: int = 7860, share: bool = False,
-           profile: str | None = None, block: bool = True, threads: int | None = None):
+           profile: str | None = None, block: bool = True, threads: int | None = None,
+           data: DataConfig | None = None, allow_mixed: bool = True, crop: str | None = None):
     """Serve the app on 127.0.0.1:``port`` (``block=False`` returns the running app, for tests and benchmarks).
 
     ``threads`` sets torch's thread count for the process (default: the cores shared by the requests
     served at once); errors are shown to the client (Gradio's refusals included) as one-line messages.
-    A blocking server stopped with SIGTERM (``kill``, a service manager) exits normally, so its
-    output folder is removed as after Ctrl-C.
+    ``data``, ``allow_mixed`` and ``crop`` are :func:`build_app`'s. A blocking server stopped with SIGTERM
+    (``kill``, a service manager) exits normally, so its output folder is removed as after Ctrl-C.
     """
     import signal
     import threading
 
     torch.set_num_threads(threads or serving_threads())
-    demo = build_app(checkpoints, profile)
+    demo = build_app(checkpoints, profile, data=data, allow_mixed=allow_mixed, crop=crop)
     if block and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit)
     print(f"vidpred app: {len(demo.vidpred_models)} models ({', '.join(demo.vidpred_models)}), "

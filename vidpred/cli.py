@@ -186,10 +186,14 @@ def cmd_app(args) -> int:
     from .app import launch
 
     check_port_free(args.port)  # before loading the models, and in one line rather than Gradio's traceback
-    profile = get_profile(args.profile)
+    profile = _profile(args)
+    # Data options select the checkpoints trained on that data (and its samples); without any, the app
+    # loads every checkpoint it finds and shows what each was trained on.
+    asked = any(getattr(args, k, None) for k in ("data", "data_dir", "download", "frame_step", "split", "classes"))
     try:
         launch(checkpoints=args.checkpoints or Path("runs") / profile.name, port=args.port, share=args.share,
-               profile=profile.name)
+               profile=profile.name, data=profile.data if asked else None, allow_mixed=args.allow_mixed or not asked,
+               crop=args.crop)
     except OSError as err:
         raise RuntimeError(f"127.0.0.1:{args.port}: {err}; if the port is taken, pick another with --port") from None
     return 0
@@ -366,8 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=positive_float, default=6.0)
     p.add_argument("--out")
     p.set_defaults(func=cmd_generate)
-    p = sub.add_parser("app", help="the Gradio comparison app on 127.0.0.1")
-    p.add_argument("--profile", choices=PROFILES, default=None)
+    p = sub.add_parser("app", help="the Gradio comparison app on 127.0.0.1",
+                       description="Without data options the app loads every checkpoint under --checkpoints (else "
+                                   "the shipped ones) and shows what each was trained on. With --data-dir/--classes "
+                                   "it loads only those trained on that data, and offers its test clips as samples.")
+    common(p, runs=False)
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="with data options: also load checkpoints trained on other data")
     p.add_argument("--checkpoints", help="runs folder (default runs/<profile>)")
     p.add_argument("--port", type=port_number, default=7860)
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
