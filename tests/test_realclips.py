@@ -135,5 +135,5 @@ def test_the_app_crops_uploads_and_picks_checkpoints_as_their_training_data(tmp_
     finally:
         demo.close()
     centred = get_profile("smoke").data.__class__(**{**asked.__dict__, "crop": "center"})
-    with pytest.raises(RunMismatch, match=r"convlstm.*\n.*the data asked for"):  # trained on squashed frames
+    with pytest.raises(RunMismatch, match=r"convlstm: .*squashed \(no crop\).*\n  the data asked for: .*centre square"):
         app.build_app("runs/smoke", "smoke", data=centred, allow_mixed=False)

@@ -58,7 +58,9 @@ def describe_data(data: dict | None) -> str:
     source = {"synthetic": "synthetic exercise videos", "ucf101": "UCF101"}.get(data["source"], data["source"])
     classes = data["classes"]
     names = ", ".join(classes) if len(classes) <= 5 else f"{', '.join(classes[:4])} and {len(classes) - 4} more"
-    return (f"{source} ({names}), frame step {data['frame_step']}, {data['image_size']} px, "
+    crop = {"center": ", centre square", "none": ", squashed (no crop)"}.get(data.get("crop"), "")
+    crop = crop if data["source"] == "ucf101" else ""  # synthetic frames are rendered square
+    return (f"{source} ({names}), frame step {data['frame_step']}, {data['image_size']} px{crop}, "
             f"{data['train_clips']} training clips, data {data['fingerprint']}")
 
 
@@ -160,8 +162,9 @@ def check_same_data(runs: dict[str, Run], data: dict | None, allow_mixed: bool =
         if data is not None:
             lines.append(f"  the data asked for: {describe_data(data)}")
         raise RunMismatch("these checkpoints were not all trained on the data asked for:\n" + "\n".join(lines)
-                          + "\ntrain them on this data (vidpred train ... with the same --data/--data-dir/--classes),"
-                            " point --runs at the matching folder, or pass --allow-mixed to compare them anyway")
+                          + "\ntrain them on this data (vidpred train ... with the same --data/--data-dir/--classes/--crop),"
+                            " point --runs (the app: --checkpoints) at the matching folder, or pass --allow-mixed to"
+                            " compare them anyway")
 
 
 # ------------------------------------------------------------------------------ shipped checkpoints
