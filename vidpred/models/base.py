@@ -157,22 +157,22 @@ class RecurrentPredictor(Predictor):
             nn.init.normal_(self.query.weight, std=0.01)  # near zero: start from the head's prior
 
     def readout(self, head: torch.Tensor, frame: torch.Tensor, memory: torch.Tensor | None,
-                seen: int, match: torch.Tensor | None = None) -> torch.Tensor:
-        """The next frame (B, 1, H, W) from the head's output; ``memory`` (B, K, p², h, w) holds the
-        patched inputs, newest first, of which the first ``seen`` are real (the rest are padding)."""
+                match: torch.Tensor | None = None) -> torch.Tensor:
+        """The next frame (B, 1, H, W) from the head's output; ``memory`` (B, seen, p², h, w) holds the
+        patched inputs seen so far, newest first (at most :meth:`memory_size`), and ``match`` their
+        pointer scores (B, seen, h, w). The head scores every slot the memory can grow to; the slots not
+        seen yet are left out (exactly as a score of −inf would), so early steps cost less."""
         p = self.config.patch_size
         if self.config.output == "gated":
             return blend_output(frame, head, p)
-        n_memory = memory.shape[1]
-        logits, new = head[:, : n_memory + 1], head[:, n_memory + 1 :]
-        if match is not None:  # content scores of the pointer, one per remembered frame
-            logits = torch.cat([logits[:, :n_memory] + match, logits[:, n_memory:]], 1)
-        if seen < n_memory:  # frames not seen yet get no weight
-            mask = torch.zeros(n_memory + 1, device=head.device, dtype=head.dtype)
-            mask[seen:n_memory] = float("-inf")
-            logits = logits + mask.view(1, -1, 1, 1)
-        if getattr(self, "record", None) is not None:  # see retrieval_weights
-            self.record.append(torch.softmax(logits, 1).mean((2, 3)))
+        n_memory, seen = self.memory_size(), memory.shape[1]
+        scores = head[:, :seen] if match is None else head[:, :seen] + match
+        logits = torch.cat([scores, head[:, n_memory : n_memory + 1]], 1)  # (B, seen + 1, h, w)
+        new = head[:, n_memory + 1 :]
+        if getattr(self, "record", None) is not None:  # see retrieval_weights: (B, n_memory + 1), unseen = 0
+            weights = torch.softmax(logits, 1).mean((2, 3))
+            self.record.append(torch.cat([weights[:, :seen], weights.new_zeros(len(weights), n_memory - seen),
+                                          weights[:, seen:]], 1))
         return unpatchify(retrieve(logits, memory, new), p)  # (B, 1, H, W)
 
     def rollout(self, context: torch.Tensor, future: torch.Tensor | None, n_future: int,
@@ -188,9 +188,9 @@ class RecurrentPredictor(Predictor):
         retrieving = self.config.output == "retrieve"
         n_memory = self.memory_size()
         p = self.config.patch_size
-        grid = [size // p for size in context.shape[-2:]]
-        memory = context.new_zeros(batch, n_memory, p * p, *grid) if retrieving else None
-        keys, previous_key = None, None  # keys: (B, n_memory, hidden, h, w), one per remembered input
+        # memory: (B, seen, p², h, w), the inputs so far, newest first; keys: (B, seen, hidden, h, w), one
+        # per remembered input. Both grow by one slot a step (up to n_memory), so step t works on t + 1 slots.
+        memory, keys, previous_key = None, None, None
         for t in range(n_context + n_future - 1):
             if t < n_context:
                 frame = context[:, t]
@@ -203,7 +203,8 @@ class RecurrentPredictor(Predictor):
             else:
                 frame = predictions[-1]
             if retrieving:  # the inputs so far, newest first
-                memory = torch.cat([patchify(frame, p)[:, None], memory[:, :-1]], 1)  # (B, K, p², h, w)
+                patch = patchify(frame, p)[:, None]
+                memory = patch if memory is None else torch.cat([patch, memory[:, : n_memory - 1]], 1)
             top, state, aux = self.step(frame, state)  # (B, hidden, h, w)
             match = None
             if retrieving:
@@ -216,10 +217,8 @@ class RecurrentPredictor(Predictor):
                 keys = key_before if keys is None else torch.cat([key_before, keys[:, : n_memory - 1]], 1)
                 query = self.query(features)[:, None]  # (B, 1, hidden, h, w)
                 match = (query * keys).sum(2) / top.shape[1] ** 0.5  # (B, seen, h, w)
-                if match.shape[1] < n_memory:
-                    match = F.pad(match, (0, 0, 0, 0, 0, n_memory - match.shape[1]))
                 previous_key = key_now
-            next_frame = self.readout(self.head(top), frame, memory, min(t + 1, n_memory), match)
+            next_frame = self.readout(self.head(top), frame, memory, match)
             predictions.append(next_frame)
             aux_total = aux_total + aux
         return torch.stack(predictions, 1), aux_total / len(predictions)
