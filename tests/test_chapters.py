@@ -32,6 +32,17 @@ def test_the_opening(notebook):
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_every_chapter_ends_with_a_summary_and_exercises(notebook):
+    markdown = [source(c) for c in cells(notebook) if c["cell_type"] == "markdown"]
+    last = markdown[-1]
+    assert "\n## Summary\n" in f"\n{last}" and "\n## Exercises\n" in last, f"{notebook.name} does not end with them"
+    summary, exercises = last.split("## Summary", 1)[1].split("## Exercises")
+    assert len(re.findall(r"^\* ", summary, re.M)) >= 2, f"{notebook.name}: a summary of at least two points"
+    assert 2 <= len(re.findall(r"^\d\. ", exercises, re.M)) <= 3, f"{notebook.name}: two or three exercises"
+    assert sum("## Summary" in m or "## Exercises" in m for m in markdown) == 1
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
 def test_shown_code_fits_the_page(notebook):
     long = [(i, line) for i, c in enumerate(cells(notebook))
             if c["cell_type"] == "code" and not HIDDEN & set(c["metadata"].get("tags", []))

@@ -105,6 +105,16 @@ def test_every_executed_chapter_has_outputs():
             assert not re.search(r"\b(nan|NaN)\b\s*%", text), f"{chapter} prints NaN percentages"
 
 
+@pytest.mark.parametrize("chapter", executed_chapters())
+def test_every_chapter_ends_with_a_summary_and_exercises(chapter):
+    html = (HTML / f"{chapter}.html").read_text(encoding="utf-8")
+    summary = re.search(r"<h2>Summary<a class=\"headerlink\"", html)
+    exercises = re.search(r"<h2>Exercises<a class=\"headerlink\"", html)
+    assert summary and exercises and summary.start() < exercises.start(), f"{chapter}: no Summary then Exercises"
+    items = re.findall(r"<li>", html[exercises.end():].split("</ol>")[0])
+    assert 2 <= len(items) <= 3, f"{chapter}: {len(items)} exercises"
+
+
 BUILD_PATHS = re.compile(r"(?<![\w.:/-])/(work|tmp|home|root|usr|opt|var)/")
 
 
