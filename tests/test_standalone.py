@@ -56,7 +56,8 @@ def test_chapter_runs_alone_in_an_empty_folder(notebook, tmp_path):
     new = sorted(set(after) - set(before))
     changed = sorted(p for p in set(after) & set(before) if after[p] != before[p])
     assert not new and not changed, f"{notebook.name} wrote into the repository: new {new[:5]}, changed {changed[:5]}"
-    outputs = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+    shown = ("text/plain", "text/markdown", "text/html")
+    outputs = "".join(str(o.get("text", "")) + "".join(str(o.get("data", {}).get(kind, "")) for kind in shown)
                       for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", []))
     for where in (ROOT, folder.resolve()):
         assert str(where) not in outputs, f"{notebook.name} prints the absolute path {where}"
