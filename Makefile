@@ -25,8 +25,11 @@ $(LAB_STAMP): $(STAMP)
 	$(PY) -m ipykernel install --sys-prefix --name vidpred --display-name "vidpred (.venv)"
 	touch $(LAB_STAMP)
 
+# Jupyter refuses to run as root unless told to (containers often run as root).
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(LAB_STAMP)
-	$(VENV)/bin/jupyter lab book/
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) book/
 
 # Debian's Chromium for the browser tests; skipped (and the browser test says why) where apt-get cannot run.
 browser:

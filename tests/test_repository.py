@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -143,7 +144,7 @@ def test_make_lab_installs_the_lab_extra_registers_the_kernel_and_starts_jupyter
     wanted = [f"{venv}/bin/python -m pip install -q -c constraints.txt -e \".[book,app,ucf101,dev]\"",
               f"{venv}/bin/python -m pip install -q -c constraints.txt -e \".[lab]\"",
               f"{venv}/bin/python -m ipykernel install --sys-prefix --name vidpred --display-name \"vidpred (.venv)\"",
-              f"{venv}/bin/jupyter lab book/"]
+              f"{venv}/bin/jupyter lab {'--allow-root ' if os.getuid() == 0 else ''}book/"]
     assert all(step in steps for step in wanted), lab.stdout
     assert [steps.index(step) for step in wanted] == sorted(steps.index(step) for step in wanted)
     test = subprocess.run(["make", "-n", "test", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True)
