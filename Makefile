@@ -1,13 +1,15 @@
 # Two commands, each doing its own set-up on a fresh machine:
 #   make book   create .venv, install, build the executed HTML book (book profile) into _build/html
 #   make test   create .venv, install, run lint, tests, nbval on every chapter, the smoke book build and a browser check
+#   make lab    create .venv, install with JupyterLab, register the kernel "vidpred (.venv)", open book/ in JupyterLab
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+LAB_STAMP := $(VENV)/.lab-stamp
 SMOKE_OUT := _build/smoke
 
-.PHONY: book test install browser lint clean
+.PHONY: book test lab install browser lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +18,18 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# JupyterLab on top of the same venv (make test does not need it); the kernel lives in the venv (--sys-prefix).
+$(LAB_STAMP): $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e ".[lab]"
+	$(PY) -m ipykernel install --sys-prefix --name vidpred --display-name "vidpred (.venv)"
+	touch $(LAB_STAMP)
+
+# Jupyter refuses to run as root unless told to (containers often run as root).
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+
+lab: $(LAB_STAMP)
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) book/
 
 # Debian's Chromium for the browser tests; skipped (and the browser test says why) where apt-get cannot run.
 browser:

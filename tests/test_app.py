@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import shutil
 import socket
 import time
@@ -188,8 +190,7 @@ def test_in_a_real_browser(server, clip, tmp_path):
         expect(status).to_contain_text("Metrics are against the next 15 real frames", timeout=60_000)
         expect(page.locator("#metrics")).to_contain_text("transformer", timeout=10_000)
         expect(page.locator("video").first).to_be_attached(timeout=10_000)
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         bad = tmp_path / "broken.mp4"
         bad.write_bytes(b"\x00" * 100)
         page.reload()
@@ -198,7 +199,58 @@ def test_in_a_real_browser(server, clip, tmp_path):
         expect(page.locator("#status")).to_contain_text("Cannot use this clip", timeout=60_000)
         expect(page.locator("#status")).to_contain_text("broken.mp4")
         browser.close()
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert (tmp_path / "app.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it where apt-get works)")
+def test_screenshot_of_the_shipped_book_checkpoints(tmp_path):
+    """Chapter 10's figure: the app as ``vidpred app --profile book`` starts where no run was trained, so with
+    the book-profile checkpoints the package ships, after "Run all models" on the first sample clip, in
+    Chromium at about the width of the book's text column. The screenshot is always taken and checked;
+    with VIDPRED_SCREENSHOT=1 it is also written to book/_static/app.png (commit it from there)."""
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    from vidpred.runs import shipped_runs
+    from vidpred.utils import display_path
+
+    shipped = shipped_runs("book")
+    assert set(shipped.runs) == set(LEARNED)  # the caption in chapter 10 names them
+    demo = launch(tmp_path / "no-runs", free_port(), profile="book", block=False, threads=torch.get_num_threads())
+    shot = tmp_path / "app.png"
+    try:
+        assert set(LEARNED) <= set(demo.vidpred_models)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 820, "height": 1000})
+            page.goto(demo.local_url)
+            page.get_by_label("or pick a sample clip").click()
+            page.get_by_role("option", name=demo.vidpred_samples[0]).click()
+            page.get_by_role("button", name="Run all models").click()
+            status = page.locator("#status")
+            expect(status).to_contain_text("Metrics are against the next 15 real frames", timeout=120_000)
+            for name, run in shipped.runs.items():
+                expect(status).to_contain_text(f"shipped checkpoint {display_path(run.path)}")
+                expect(page.locator("#metrics")).to_contain_text(name)
+            expect(page.locator("video").first).to_be_attached(timeout=20_000)
+            page.wait_for_timeout(1500)  # the images and the video's first frame paint
+            text = page.locator("body").inner_text()
+            content = page.locator("#status").bounding_box()  # as wide as the app's column: crop the margins
+            height = page.evaluate("document.documentElement.scrollHeight")
+            page.screenshot(path=str(shot), full_page=True, clip={
+                "x": content["x"] - 12, "y": 0, "width": content["width"] + 24, "height": height})
+            browser.close()
+    finally:
+        demo.close()
+    assert not re.search(r"(^|\s)/(work|tmp|home|root)/", text), "the app shows an absolute path of this machine"
+    image = Image.open(shot).convert("RGB")
+    assert 640 <= image.width <= 800, image.size  # shown in a text column of 620 to 690 px
+    image.quantize(256, method=Image.Quantize.MEDIANCUT).save(shot, optimize=True)  # a palette PNG: a few 100 KB
+    assert 20_000 < shot.stat().st_size < 500_000
+    if os.environ.get("VIDPRED_SCREENSHOT"):
+        shutil.copy(shot, SCREENSHOT)
 
 
 def test_outputs_do_not_pile_up_and_closing_removes_them(clip):

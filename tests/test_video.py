@@ -63,6 +63,16 @@ def test_grid_layout_labels_and_errors():
     assert errors.shape == (15, 64, 64, 3)
 
 
+def test_grid_wraps_into_rows_and_grows_its_labels():
+    truth = moving_square()
+    grid = comparison_grid(truth, {"copy": truth, "shifted": np.roll(truth, 4, axis=2)}, scale=2, columns=2)
+    assert grid.shape[1:3] == (3 * (14 + 128) + 2 * 2 + 14, 2 * 130)  # 5 panels in 3 rows, a 2-px gap, the footer
+    assert grid[:, 2 * 144 :, 130:].max() == 0  # the last row's empty place is black
+    assert grid[0, 2 * 144 : 2 * 144 + 14, :130].max() > 0  # its first panel is labelled
+    big = comparison_grid(truth, {"copy": truth}, scale=4, with_error=False)
+    assert big.shape[1:3] == (28 + 256 + 28, 2 * (256 + 2))  # labels and footer grow with the panels
+
+
 def test_to_uint8():
     assert to_uint8(torch.ones(3, 1, 4, 4)).max() == 255
     assert to_uint8(torch.full((3, 1, 4, 4), -1.0)).max() == 0

@@ -12,7 +12,7 @@ import torch
 
 from .config import Profile, get_profile
 from .train import pick_device
-from .utils import seed_everything
+from .utils import display_path, seed_everything
 
 
 @dataclass
@@ -28,7 +28,9 @@ class BookEnv:
 
 
 def project_root(start: Path | None = None) -> Path:
-    """The folder holding ``_config.yml`` above ``start``; else ``VIDPRED_HOME`` or the working folder."""
+    """``VIDPRED_HOME`` when set; else the project folder (holding ``_config.yml`` and ``vidpred/``) at or
+    above ``start`` (the working folder by default); else the working folder itself, as in a fresh Colab
+    runtime, where a chapter's runs and data go next to the notebook."""
     if "VIDPRED_HOME" in os.environ:
         return Path(os.environ["VIDPRED_HOME"])
     here = (start or Path.cwd()).resolve()
@@ -49,7 +51,7 @@ def setup(seed: int = 0, profile: str | None = None, quiet: bool = False) -> Boo
         print(f"vidpred profile: {prof.name} (set VIDPRED_PROFILE=smoke|book|full to change)")
         print(f"device: {device}  |  torch {torch.__version__}  |  {torch.get_num_threads()} CPU threads  |  "
               f"Python {platform.python_version()}")
-        print(f"data: {prof.data.source}  |  runs: {env.runs}")
+        print(f"data: {prof.data.source}  |  runs: {display_path(env.runs)}")
     return env
 
 
@@ -165,17 +167,39 @@ def moving_windows(dataset, n: int = 2) -> list[int]:
     return picked
 
 
+def trained_runs(env: BookEnv):
+    """The profile's run of every learned model on the profile's data, as a RunSet: trained in this
+    folder (``env.runs``), else shipped with the package; a model that has neither is trained now with
+    the recipe of its chapter (load-or-train), so that a chapter also runs on its own, e.g. in a fresh
+    Colab runtime where chapters 4–6 have not run."""
+    from .models import LEARNED
+    from .runs import data_identity, runs_for
+
+    datasets = chapter_data(env)
+    data = data_identity(env.profile.data, datasets["train"].clips)
+    found = runs_for(env.runs, env.profile.name, data)
+    missing = [name for name in LEARNED if name not in found.runs]
+    if missing:
+        print(f"No {env.profile.name}-profile run of {', '.join(missing)} here yet: training "
+              f"{'it' if len(missing) == 1 else 'them'} now, as chapters 4–6 would, into {display_path(env.runs)}.")
+        for name in missing:
+            profile_run(env, name)
+        found = runs_for(env.runs, env.profile.name, data)
+    return found
+
+
 def results(env: BookEnv) -> dict:
     """This profile's ``results.json`` (written by chapter 8 or ``vidpred evaluate``); when there is none,
-    e.g. when this chapter runs alone in a fresh Colab runtime, evaluate the profile's runs now."""
+    e.g. when this chapter runs alone in a fresh Colab runtime, evaluate the profile's runs now
+    (:func:`trained_runs`: training those that are missing)."""
     from .evaluate import evaluate_all, load_results
-    from .runs import data_identity, runs_for
+    from .runs import data_identity
 
     try:
         return load_results(env.runs)
     except FileNotFoundError:
         datasets = chapter_data(env)
         data = data_identity(env.profile.data, datasets["train"].clips)
-        found = runs_for(env.runs, env.profile.name, data)
-        evaluate_all(found.runs, datasets["test"], env.runs, device="cpu", train=datasets["train"], data=data)
+        evaluate_all(trained_runs(env).runs, datasets["test"], env.runs, device="cpu", train=datasets["train"],
+                     data=data)
         return load_results(env.runs)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DataConfig
+from .utils import display_path
 
 SHIPPED = Path(__file__).parent / "pretrained"
 
@@ -84,7 +85,7 @@ class Run:
     def describe(self) -> str:
         seconds = self.state.get("train_seconds") or 0
         return (f"{self.name}: {self.steps} steps ({seconds / 60:.1f} min on {self.state.get('device', '?')}), "
-                f"{self.origin} checkpoint {self.path}, trained on {describe_data(self.data)}")
+                f"{self.origin} checkpoint {display_path(self.path)}, trained on {describe_data(self.data)}")
 
     def model(self, device="cpu"):
         """The predictor with these weights, in eval mode."""

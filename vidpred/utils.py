@@ -67,3 +67,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def display_path(path: str | Path, cwd: str | Path | None = None) -> str:
+    """``path`` as a reader can use it, never an absolute path of the machine that ran the code when
+    avoidable: inside the installed package as ``vidpred/…``, else relative to the working folder
+    (``runs/book``, or ``../runs/book`` when a chapter runs in ``book/``), else as given."""
+    path = Path(path).absolute()
+    package = Path(__file__).resolve().parent
+    try:
+        return str(Path(package.name) / path.resolve().relative_to(package))
+    except ValueError:
+        pass
+    cwd = Path(cwd or Path.cwd()).absolute()
+    for up, folder in enumerate((cwd, *cwd.parents)):
+        if up > 1 or folder == Path(folder.anchor):
+            break
+        if path.is_relative_to(folder):
+            return str(Path(*[".."] * up, path.relative_to(folder))) if path != cwd else "."
+    return str(path)

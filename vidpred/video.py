@@ -91,36 +91,46 @@ def error_map(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def comparison_grid(truth: np.ndarray, predictions: dict[str, np.ndarray], context: np.ndarray | None = None,
-                    scale: int = 3, with_error: bool = True) -> np.ndarray:
+                    scale: int = 3, with_error: bool = True, columns: int | None = None) -> np.ndarray:
     """Side-by-side video (T, H', W', 3) uint8: ground truth | each model [| its error], labelled.
 
     All inputs are (T, H, W) uint8 of the predicted horizon. With ``context`` the video first plays
     the context in every panel, then the predictions; a footer counts the frames ("context -2",
-    "predicted +3"). Panels are upscaled by ``scale`` (nearest neighbour) to be seen.
+    "predicted +3"). Panels are upscaled by ``scale`` (nearest neighbour) to be seen, and their labels
+    grow with them. ``columns`` wraps the panels into rows of at most that many (the last row padded
+    with black), so that many models still fit a page's text column at a legible size.
     """
     names = list(predictions)
-    columns: list[tuple[str, np.ndarray]] = [("ground truth", truth)]
+    videos: list[tuple[str, np.ndarray]] = [("ground truth", truth)]
     for name in names:
-        columns.append((name, predictions[name]))
+        videos.append((name, predictions[name]))
     if with_error:
-        columns += [(f"{name} error", error_map(predictions[name], truth)) for name in names]
+        videos += [(f"{name} error", error_map(predictions[name], truth)) for name in names]
     if context is not None:
-        columns = [(label, np.concatenate([_rgb(context), _rgb(video)])) for label, video in columns]
-    n_frames = len(columns[0][1])
+        videos = [(label, np.concatenate([_rgb(context), _rgb(video)])) for label, video in videos]
+    n_frames = len(videos[0][1])
     n_context = 0 if context is None else len(context)
-    header = 14
+    header, font = max(14, 7 * scale), max(0.32, 0.16 * scale)  # scale 2: 14 px and 0.32, as always
     panels = []
-    for label, video in columns:
+    for label, video in videos:
         video = _rgb(video)
         big = np.stack([cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) for f in video])
         strip = np.zeros((n_frames, header + big.shape[1], big.shape[2], 3), np.uint8)
         strip[:, header:] = big
         for t in range(n_frames):
-            cv2.putText(strip[t], label[:22], (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.32, (255, 255, 255), 1, cv2.LINE_AA)
-        panels.append(strip)
-    grid = np.concatenate([np.pad(p, ((0, 0), (0, 0), (0, 2), (0, 0))) for p in panels], axis=2)
-    footer = np.zeros((n_frames, 14, grid.shape[2], 3), np.uint8)
+            cv2.putText(strip[t], label[:22], (2, header - 4), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+        panels.append(np.pad(strip, ((0, 0), (0, 0), (0, 2), (0, 0))))
+    per_row = columns or len(panels)
+    rows = [panels[i : i + per_row] for i in range(0, len(panels), per_row)]
+    rows[-1] += [np.zeros_like(panels[0])] * (per_row - len(rows[-1])) if len(rows) > 1 else []
+    grid = np.concatenate([np.pad(np.concatenate(row, axis=2), ((0, 0), (0, 2 if i < len(rows) - 1 else 0), (0, 0),
+                                                                (0, 0)))
+                           for i, row in enumerate(rows)], axis=1)
+    footer_height, footer_font = max(14, 7 * scale), max(0.35, 0.17 * scale)
+    footer = np.zeros((n_frames, footer_height, grid.shape[2], 3), np.uint8)
     for t in range(n_frames):  # context frames count back from the last one (-1); predictions count on (+1 …)
         text = f"context {t - n_context}" if t < n_context else f"predicted +{t - n_context + 1}"
-        cv2.putText(footer[t], text, (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (200, 200, 200), 1, cv2.LINE_AA)
+        cv2.putText(footer[t], text, (2, footer_height - 4), cv2.FONT_HERSHEY_SIMPLEX, footer_font, (200, 200, 200), 1,
+                    cv2.LINE_AA)
     return np.concatenate([grid, footer], axis=1)

@@ -170,16 +170,52 @@ def plot_bars(rows: Sequence[dict], metrics: Sequence[str] = ("mse", "ssim", "in
     return fig
 
 
-def animation_html(frames: np.ndarray, fps: float = 6.0, width: float = 6.0) -> str:
-    """An HTML/JS animation of (T, H, W[, 3]) uint8 frames that plays in a static page (to_jshtml)."""
+TABLE_STYLES = [  # inline, so a table looks the same on the page, in JupyterLab and in Colab
+    {"selector": "", "props": "border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em"},
+    {"selector": "caption", "props": "caption-side: top; text-align: left; padding: 0 0 0.5em; color: #555"},
+    {"selector": "th, td", "props": "padding: 0.3em 0.6em; border-bottom: 1px solid #ddd"},
+    {"selector": "thead th", "props": "border-bottom: 2px solid #999; vertical-align: bottom"},
+    {"selector": "td, th", "props": "text-align: left"},
+]
+
+
+def table(frame, formats=None, caption: str | None = None, na_rep: str = "–"):
+    """A DataFrame as the book shows a table: padded cells, numbers right-aligned, ``formats`` (a format
+    string, or a dict column -> format string or function) and a ``caption`` that states units and scales.
+    Booleans show as ✓ and ✗."""
+    import pandas as pd
+
+    bools = [c for c in frame.columns if frame[c].dtype == bool]
+    numbers = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and c not in bools]
+    styler = frame.style.format(formats, na_rep=na_rep) if formats is not None else frame.style
+    if bools:
+        styler = styler.format(lambda v: "✓" if v else "✗", subset=bools)
+    right = [{"selector": "th", "props": "text-align: right"}]
+    styler = styler.set_table_styles(TABLE_STYLES).set_table_styles({c: right for c in numbers}, overwrite=False)
+    if numbers:  # numbers right-aligned in figures of equal width, so their magnitudes line up
+        styler = styler.set_properties(subset=numbers, **{"text-align": "right", "font-variant-numeric": "tabular-nums"})
+    return styler.set_caption(caption) if caption else styler
+
+
+PAGE_WIDTH_PX = 620  # the text column of the book's pages in a 1200-px window (688 px in a 1280-px one)
+
+
+def animation_html(frames: np.ndarray, fps: float = 6.0, width: float | None = None) -> str:
+    """An HTML/JS animation of (T, H, W[, 3]) uint8 frames that plays in a static page (to_jshtml).
+
+    ``width`` is in inches at 100 dpi; by default the frames' own width in pixels (one image pixel per
+    screen pixel, so labels stay sharp), shrunk to the page's text column if wider.
+    """
     from matplotlib import animation
 
     frames = np.asarray(frames)
+    width = width or min(frames.shape[2], PAGE_WIDTH_PX) / 100
     height = width * frames.shape[1] / frames.shape[2]
     fig = plt.figure(figsize=(width, height), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.axis("off")
-    image = ax.imshow(frames[0], cmap="gray" if frames.ndim == 3 else None, vmin=0, vmax=255)
+    image = ax.imshow(frames[0], cmap="gray" if frames.ndim == 3 else None, vmin=0, vmax=255,
+                      interpolation="nearest")
     anim = animation.FuncAnimation(fig, lambda t: [image.set_data(frames[t])], frames=len(frames),
                                    interval=1000 / fps)
     html = anim.to_jshtml(default_mode="loop")
@@ -195,7 +231,7 @@ class ComparisonViewer:
     static page show :meth:`animation` of the same clip beside it.
     """
 
-    def __init__(self, context, future, predictions: dict, clip_names: Sequence[str] | None = None, scale: int = 4):
+    def __init__(self, context, future, predictions: dict, clip_names: Sequence[str] | None = None, scale: int = 3):
         import ipywidgets as widgets
 
         self.context, self.future = to_uint8_batch(context), to_uint8_batch(future)
@@ -244,11 +280,12 @@ class ComparisonViewer:
         where = f"context frame {t}" if t <= n_context else f"predicted frame {t - n_context} of {self.future.shape[1]}"
         self.caption.value = f"<b>{where}</b> — ground truth | {self.model.value}" + (" | error" if self.show_error.value else "")
 
-    def animation(self, clip: int | None = None, fps: float = 6.0) -> str:
-        """The static stand-in: every model on one clip as an HTML animation."""
+    def animation(self, clip: int | None = None, fps: float = 6.0, columns: int = 3) -> str:
+        """The static stand-in: every model and its error on one clip as an HTML animation, in rows of
+        ``columns`` panels that fit the page's text column at three times the frames' size."""
         clip = self.clip.value if clip is None else clip
         grid = comparison_grid(self.future[clip], {n: p[clip] for n, p in self.predictions.items()},
-                               context=self.context[clip][-5:], scale=2)
+                               context=self.context[clip][-5:], scale=3, columns=columns)
         return animation_html(grid, fps=fps)
 
     def _ipython_display_(self):

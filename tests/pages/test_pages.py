@@ -40,6 +40,35 @@ class Links(HTMLParser):
                 self.refs.append((tag, attrs[key]))
 
 
+class Text(HTMLParser):
+    """The text a reader sees (scripts and styles left out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.skip += tag in ("script", "style")
+
+    def handle_endtag(self, tag):
+        self.skip -= tag in ("script", "style")
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.parts.append(data)
+
+
+def page_text(path: Path) -> str:
+    parser = Text()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return " ".join(parser.parts)
+
+
+def executed_chapters() -> list[str]:
+    return [c for c in chapters() if (ROOT / f"{c}.ipynb").exists()]
+
+
 def parse(path: Path) -> Links:
     parser = Links()
     parser.feed(path.read_text(encoding="utf-8"))
@@ -76,6 +105,65 @@ def test_every_executed_chapter_has_outputs():
             assert not re.search(r"\b(nan|NaN)\b\s*%", text), f"{chapter} prints NaN percentages"
 
 
+@pytest.mark.parametrize("chapter", executed_chapters())
+def test_every_chapter_ends_with_a_summary_and_exercises(chapter):
+    html = (HTML / f"{chapter}.html").read_text(encoding="utf-8")
+    summary = re.search(r"<h2>Summary<a class=\"headerlink\"", html)
+    exercises = re.search(r"<h2>Exercises<a class=\"headerlink\"", html)
+    assert summary and exercises and summary.start() < exercises.start(), f"{chapter}: no Summary then Exercises"
+    items = re.findall(r"<li>", html[exercises.end():].split("</ol>")[0])
+    assert 2 <= len(items) <= 3, f"{chapter}: {len(items)} exercises"
+
+
+BUILD_PATHS = re.compile(r"(?<![\w.:/-])/(work|tmp|home|root|usr|opt|var)/")
+
+
+@pytest.mark.parametrize("chapter", chapters())
+def test_no_page_shows_a_path_of_the_build_machine(chapter):
+    text = page_text(HTML / f"{chapter}.html")
+    found = [text[max(0, m.start() - 40) : m.end() + 40] for m in BUILD_PATHS.finditer(text)]
+    assert not found, f"{chapter} shows absolute paths: {found[:3]}"
+
+
+# Everything in the article fits its text column, except inside a box that scrolls sideways and itself fits
+# (a long code line); tables fit without scrolling; videos and animations are made to fit, so they play at
+# their own size (legible).
+FIT_THE_COLUMN = """() => {
+    const article = document.querySelector("article.bd-article") || document.querySelector("main");
+    const box = article.getBoundingClientRect(), style = getComputedStyle(article);
+    const column = {left: box.left + parseFloat(style.paddingLeft), right: box.right - parseFloat(style.paddingRight)};
+    column.width = column.right - column.left;  // the content box: the text column
+    const name = el => el.tagName.toLowerCase() + (el.className && typeof el.className === "string"
+        ? "." + el.className.trim().split(/\\s+/).slice(0, 2).join(".") : "");
+    const scrolls = el => {
+        for (let up = el.parentElement; up && up !== article; up = up.parentElement) {
+            const box = up.getBoundingClientRect();
+            if (["auto", "scroll", "hidden"].includes(getComputedStyle(up).overflowX)
+                && box.right <= column.right + 1 && box.left >= column.left - 1) return true;
+        }
+        return false;
+    };
+    const tooWide = [];
+    for (const el of article.querySelectorAll("*")) {
+        const box = el.getBoundingClientRect();
+        if (box.width > 0 && (box.right > column.right + 1 || box.left < column.left - 1) && !scrolls(el))
+            tooWide.push(`${name(el)}: ${Math.round(box.width)} px`);
+    }
+    for (const table of article.querySelectorAll("table")) {  // a table is read whole, not scrolled
+        const width = table.getBoundingClientRect().width;
+        if (width > column.width + 1) tooWide.push(`table: ${Math.round(width)} px`);
+    }
+    const shrunk = [];
+    for (const el of article.querySelectorAll("video, .animation img")) {
+        const natural = el.videoWidth || el.naturalWidth;
+        const shown = el.getBoundingClientRect().width;
+        if (natural && shown < 0.95 * natural) shrunk.push(`${name(el)}: ${natural} px shown at ${Math.round(shown)}`);
+    }
+    return {column: Math.round(column.width), too_wide: tooWide, shrunk: shrunk,
+            page_overflow: document.documentElement.scrollWidth - window.innerWidth};
+}"""
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it where apt-get works)")
 def test_pages_render_in_chromium():
     from playwright.sync_api import sync_playwright
@@ -96,11 +184,18 @@ def test_pages_render_in_chromium():
             assert not broken, f"{chapter}: images that do not load: {broken}"
             if chapter.endswith("08_evaluation"):
                 assert page.locator(".animation").count() >= 1, "the static animation is missing"
+                assert page.locator(".cell_output", has_text="The viewer as an animation").count() == 1, "no label"
             if chapter.endswith("09_video"):
                 ready = page.evaluate("""() => Promise.all([...document.querySelectorAll('video')].map(v =>
                     v.readyState >= 1 ? v.duration : new Promise(ok => { v.onloadedmetadata = () => ok(v.duration);
                     v.onerror = () => ok(-1); setTimeout(() => ok(-2), 5000); })))""")
                 assert ready and all(d > 0 for d in ready), f"videos do not load in Chromium: {ready}"
+            layout = page.evaluate(FIT_THE_COLUMN)
+            assert layout["page_overflow"] <= 0, f"{chapter}: the page scrolls sideways by {layout['page_overflow']} px"
+            assert not layout["too_wide"], f"{chapter}: wider than the text column ({layout['column']} px): " \
+                                           f"{layout['too_wide'][:5]}"
+            assert not layout["shrunk"], f"{chapter}: videos or animations shrunk below their size " \
+                                         f"(illegible): {layout['shrunk'][:5]}"
         page.screenshot(path=str(HTML / "last-page.png"))
         browser.close()
         assert not failures, f"local files that failed to load: {failures[:5]}"
