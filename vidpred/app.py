@@ -413,9 +413,12 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None,
                                found)
     samples = sample_clips(prof.name, splits=splits, data=data)
     real_video_warning = synthetic_warning(found)
+    real_crops = {(r.data or {}).get("crop") for r in found.runs.values() if (r.data or {}).get("source") == "ucf101"}
+    why = ("as chosen with --crop" if crop else "as the models' training videos were" if real_crops
+           else "so that bodies keep their shape, as in the square frames the models were trained on")
     crop = crop or upload_crop(found, data_cfg.crop)
     crop_note = ("Uploads are cropped to their centred square before resizing to 64×64" if crop == "center"
-                 else "Uploads are squashed to 64×64 whole (no crop)") + ", as the models' training videos were."
+                 else "Uploads are squashed to 64×64 whole (no crop)") + f", {why}."
     runtimes, left_out = runnable(models)
     note = "\n\n".join([note, *left_out]).strip()
     threads = torch.get_num_threads()
