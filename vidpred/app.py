@@ -199,7 +199,7 @@ def load_models(checkpoints: str | Path | None, profile: str | None = None,
     return models, "\n".join(lines)
 
 
-def upload_crop(found, default: str = "center") -> str:
+def upload_crop(found, default: str | None = "center") -> str | None:
     """How the app crops uploads: as the loaded models' real training videos were (when those agree),
     else ``default`` (the data config's; the synthetic videos are square, so for models trained on
     them the centred square of an upload is the undistorted match)."""
@@ -413,10 +413,12 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None,
                                found)
     samples = sample_clips(prof.name, splits=splits, data=data)
     real_video_warning = synthetic_warning(found)
-    real_crops = {(r.data or {}).get("crop") for r in found.runs.values() if (r.data or {}).get("source") == "ucf101"}
-    why = ("as chosen with --crop" if crop else "as the models' training videos were" if real_crops
+    trained_crop = upload_crop(found, None)  # None: no agreed crop of real training videos
+    real = any((r.data or {}).get("source") == "ucf101" for r in found.runs.values())
+    why = ("as chosen with --crop" if crop else "as the models' training videos were" if trained_crop
+           else "the default, since the loaded models' real training videos were cropped differently" if real
            else "so that bodies keep their shape, as in the square frames the models were trained on")
-    crop = crop or upload_crop(found, data_cfg.crop)
+    crop = crop or trained_crop or data_cfg.crop
     crop_note = ("Uploads are cropped to their centred square before resizing to 64×64" if crop == "center"
                  else "Uploads are squashed to 64×64 whole (no crop)") + f", {why}."
     runtimes, left_out = runnable(models)

@@ -93,9 +93,7 @@ def model_chapter(env: BookEnv, name: str, live_steps: int | None = None, **mode
 
     datasets = chapter_data(env)
     cfg = env.profile.train_config(name)
-    torch.manual_seed(cfg.seed)
-    model = build(name, **env.profile.model_config(name))
-    full = load_or_train(model, datasets, cfg, env.profile.data, root=env.runs, progress=False)
+    model, full = _profile_run(env, name)
     config = {**env.profile.model_config(name), **model_overrides}  # what the live run tries
     steps = live_steps or env.profile.live_steps.get(name, max(1, cfg.steps // 10))
     live_cfg = dataclasses.replace(cfg, steps=steps, eval_every=max(1, steps // 3), checkpoint_every=steps,
@@ -107,19 +105,25 @@ def model_chapter(env: BookEnv, name: str, live_steps: int | None = None, **mode
     device = torch.device("cpu")
     baseline_val = {b: validation_mse(m, datasets["val"], cfg.batch_size, cfg.eval_batches, device)
                     for b, m in baselines.items()}
-    return ModelChapter(name, model.cpu().eval(), full, live, datasets, baselines, baseline_val)
+    return ModelChapter(name, model, full, live, datasets, baselines, baseline_val)
 
 
-def profile_run(env: BookEnv, name: str):
-    """The profile's run of ``name`` (shipped, or trained here by ``load_or_train``), without a live run."""
+def _profile_run(env: BookEnv, name: str):
+    """The profile's run of ``name`` (shipped, or trained here by ``load_or_train``): the model on the CPU
+    in eval mode, and the TrainResult."""
     from .models import build
     from .train import load_or_train
 
     cfg = env.profile.train_config(name)
     torch.manual_seed(cfg.seed)
     model = build(name, **env.profile.model_config(name))
-    load_or_train(model, chapter_data(env), cfg, env.profile.data, root=env.runs, progress=False)
-    return model.cpu().eval()
+    result = load_or_train(model, chapter_data(env), cfg, env.profile.data, root=env.runs, progress=False)
+    return model.cpu().eval(), result
+
+
+def profile_run(env: BookEnv, name: str):
+    """The profile's run of ``name`` (shipped, or trained here by ``load_or_train``), without a live run."""
+    return _profile_run(env, name)[0]
 
 
 def chapter_baselines(env: BookEnv) -> dict:
@@ -144,6 +148,17 @@ def chapter_data(env: BookEnv) -> dict:
     key = config_hash(env.profile.data)
     if key not in _DATA_CACHE:
         _DATA_CACHE[key] = windows(env.profile.data)
+    return _DATA_CACHE[key]
+
+
+def chapter_identity(env: BookEnv) -> dict:
+    """The identity of the profile's training data (:func:`vidpred.runs.data_identity`; hashed once per kernel)."""
+    from .config import config_hash
+    from .runs import data_identity
+
+    key = ("identity", config_hash(env.profile.data))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = data_identity(env.profile.data, chapter_data(env)["train"].clips)
     return _DATA_CACHE[key]
 
 
@@ -173,10 +188,9 @@ def trained_runs(env: BookEnv):
     the recipe of its chapter (load-or-train), so that a chapter also runs on its own, e.g. in a fresh
     Colab runtime where chapters 4–6 have not run."""
     from .models import LEARNED
-    from .runs import data_identity, runs_for
+    from .runs import runs_for
 
-    datasets = chapter_data(env)
-    data = data_identity(env.profile.data, datasets["train"].clips)
+    data = chapter_identity(env)
     found = runs_for(env.runs, env.profile.name, data)
     missing = [name for name in LEARNED if name not in found.runs]
     if missing:
@@ -193,13 +207,11 @@ def results(env: BookEnv) -> dict:
     e.g. when this chapter runs alone in a fresh Colab runtime, evaluate the profile's runs now
     (:func:`trained_runs`: training those that are missing)."""
     from .evaluate import evaluate_all, load_results
-    from .runs import data_identity
 
     try:
         return load_results(env.runs)
     except FileNotFoundError:
         datasets = chapter_data(env)
-        data = data_identity(env.profile.data, datasets["train"].clips)
         evaluate_all(trained_runs(env).runs, datasets["test"], env.runs, device="cpu", train=datasets["train"],
-                     data=data)
+                     data=chapter_identity(env))
         return load_results(env.runs)
