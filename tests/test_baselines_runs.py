@@ -47,7 +47,7 @@ def test_unfitted_blend_says_how_to_fit():
 def test_blend_is_at_least_as_good_as_copy_last_and_mean_on_train():
     data = windows(SMOKE.data)
     models = baseline_models(data["train"])
-    assert set(models) == {"copy_last", "context_mean", "blend", "linear"}
+    assert set(models) == {"copy_last", "context_mean", "blend", "analogue", "linear"}
     loader = torch.utils.data.DataLoader(data["train"], batch_size=64)
     errors = {name: 0.0 for name in ("copy_last", "context_mean", "blend")}
     for context, future in loader:
@@ -99,7 +99,7 @@ def test_checkpoint_records_its_data_and_rows_are_named_from_it(tmp_path):
     assert "synthetic exercise videos" in run.describe() and identity["fingerprint"] in run.describe()
     rows = evaluate_all(find_runs(tmp_path).runs, data["test"], tmp_path / "out", train=data["train"],
                         data=identity, latency_repeats=1)
-    assert [r["model"] for r in rows] == ["copy_last", "context_mean", "blend", "linear", "predrnn"]
+    assert [r["model"] for r in rows] == ["copy_last", "context_mean", "blend", "analogue", "linear", "predrnn"]
     assert rows[-1]["train_data"]["fingerprint"] == identity["fingerprint"]
     assert all("moving_mse_per_horizon" in r and len(r["moving_mse_per_horizon"]) == 15 for r in rows)
 
@@ -137,7 +137,7 @@ def test_bench_quality_measures_test_error_against_training_time():
     from vidpred.bench import bench_quality
 
     result = bench_quality("smoke", models=("convlstm", "transformer"), steps=4)
-    assert set(result["baselines"]) == {"copy_last", "context_mean", "blend"}
+    assert set(result["baselines"]) == {"copy_last", "context_mean", "blend", "analogue"}
     for name, curve in result["curves"].items():
         assert [point["step"] for point in curve] == [0, 1, 2, 3], name  # a probe at every validation
         assert all(p["seconds"] > 0 and 0 < p["test_mse"] < 1 and 0 < p["test_moving_mse"] < 1 for p in curve)
@@ -188,6 +188,6 @@ def test_the_app_predicts_on_a_real_ucf101_upload(clip):
     data = windows(SMOKE.data)
     result = predict_all(frames, baseline_models(data["train"]), repeats=1)
     rows = {r["model"]: r for r in result.rows}
-    assert set(rows) == {"copy_last", "context_mean", "blend", "linear"}
+    assert set(rows) == {"copy_last", "context_mean", "blend", "analogue", "linear"}
     assert all(0 <= rows[n]["mse"] < 1 and 0 < rows[n]["ssim"] <= 1 for n in rows)
     assert rows["copy_last"]["mse"] > 0  # real video moves

@@ -66,3 +66,11 @@ def test_bench_data_writes_json(tmp_path):
     assert main(["bench", "data", "--profile", "smoke", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["decode"]["XVID"]["frames_per_s"] > 0 and result["synthetic"]["clips_per_s"] > 0
+
+
+def test_bench_analogue_chooses_on_validation(tmp_path):
+    out = tmp_path / "analogue.json"
+    assert main(["bench", "analogue", "--profile", "smoke", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert len(result["grid"]) == 30 and {r["mirror"] for r in result["grid"]} == {True, False}
+    assert result["chosen"]["mse"] == min(r["mse"] for r in result["grid"])

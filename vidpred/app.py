@@ -215,9 +215,9 @@ def synthetic_warning(found) -> str:
     if not found.runs or sources != {"synthetic"}:
         return ""
     return ("**Warning: these models were trained on synthetic stick-figure videos, not on real video.** On a real "
-            "clip expect them to do no better than the baselines (copy-last, context mean, blend). To train on "
-            "UCF101: `vidpred prepare --data-dir /path/to/UCF101`, then `vidpred train --model all --data-dir "
-            "/path/to/UCF101`, then `vidpred app --checkpoints runs/<profile>`.")
+            "clip expect them to do no better than the baselines (copy-last, context mean, blend, analogue). To "
+            "train on UCF101: `vidpred prepare --data-dir /path/to/UCF101`, then `vidpred train --model all "
+            "--data-dir /path/to/UCF101`, then `vidpred app --checkpoints runs/<profile>`.")
 
 
 def timed_forward(model: Predictor, context: torch.Tensor, n_future: int, repeats: int) -> tuple[torch.Tensor, float]:

@@ -164,13 +164,13 @@ def bench_quality(profile: str | None = None, models=None, steps: int | None = N
     """
     from .data import windows
     from .evaluate import baseline_models, evaluate_model
-    from .models import LEARNED, build
+    from .models import LEARNED, REFERENCE_BASELINES, build
     from .train import fit
 
     prof = get_profile(profile)
     datasets = windows(prof.data)
     baselines = {}
-    for name, model in baseline_models(datasets["train"], ("copy_last", "context_mean", "blend")).items():
+    for name, model in baseline_models(datasets["train"], REFERENCE_BASELINES).items():
         result = evaluate_model(model, datasets["test"])
         baselines[name] = {"test_mse": result["mse"], "test_moving_mse": result["moving_mse"]}
     curves = {}
@@ -187,6 +187,28 @@ def bench_quality(profile: str | None = None, models=None, steps: int | None = N
                             for r in result.history if r["kind"] == "probe"]
     return {"machine": machine(), "profile": prof.name, "test_windows": len(datasets["test"]),
             "baselines": baselines, "curves": curves}
+
+
+def bench_analogue(profile: str | None = None, windows_=(4, 6, 8, 10, 12), temperatures=(1e-5, 3e-5, 1e-4)) -> dict:
+    """The analogue baseline's settings on the validation split: MSE, moving-pixel MSE and SSIM for each
+    window and temperature, with and without the mirror candidates; ``chosen`` is the lowest validation MSE
+    (the defaults of :class:`vidpred.models.baselines.AnalogueConfig` were chosen so)."""
+    from .data import windows
+    from .evaluate import evaluate_model
+    from .models import build
+
+    prof = get_profile(profile)
+    val = windows(prof.data)["val"]
+    rows = []
+    for mirror in (True, False):
+        for window in windows_:
+            for temperature in temperatures:
+                result = evaluate_model(build("analogue", window=window, temperature=temperature, mirror=mirror), val)
+                rows.append({"window": window, "temperature": temperature, "mirror": mirror,
+                             **{k: result[k] for k in ("mse", "moving_mse", "ssim", "mse_per_horizon")}})
+    chosen = min(rows, key=lambda r: r["mse"])
+    return {"machine": machine(), "profile": prof.name, "val_windows": len(val), "grid": rows,
+            "chosen": {k: chosen[k] for k in ("window", "temperature", "mirror", "mse")}}
 
 
 def free_port() -> int:
@@ -304,4 +326,5 @@ def run(what: str, profile: str | None = None, **options) -> dict:
     """``options`` go to the app benchmark (clients, requests, checkpoints)."""
     if what == "app":
         return bench_app(profile, **options)
-    return {"data": bench_data, "models": bench_models, "train": bench_train, "quality": bench_quality}[what](profile)
+    return {"data": bench_data, "models": bench_models, "train": bench_train, "quality": bench_quality,
+            "analogue": bench_analogue}[what](profile)

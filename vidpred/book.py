@@ -127,13 +127,14 @@ def profile_run(env: BookEnv, name: str):
 
 
 def chapter_baselines(env: BookEnv) -> dict:
-    """Copy-last, context-mean and the blend fitted on the profile's training split (fitted once per kernel)."""
+    """The reference baselines (copy-last, context-mean, blend fitted on the training split, analogue), once per kernel."""
     from .config import config_hash
     from .evaluate import baseline_models
+    from .models import REFERENCE_BASELINES
 
     key = ("baselines", config_hash(env.profile.data))
     if key not in _DATA_CACHE:
-        _DATA_CACHE[key] = baseline_models(chapter_data(env)["train"], ("copy_last", "context_mean", "blend"))
+        _DATA_CACHE[key] = baseline_models(chapter_data(env)["train"], REFERENCE_BASELINES)
     return _DATA_CACHE[key]
 
 

@@ -169,7 +169,7 @@ def cmd_generate(args) -> int:
               f"vidpred train --model all --profile {profile.name}", file=sys.stderr)
         return 2
     context, future = fixed_batch(datasets["test"], args.clips)
-    models = {**baseline_models(datasets["train"], ("blend",)), **found.models()}
+    models = {**baseline_models(datasets["train"], ("analogue", "blend")), **found.models()}
     out = Path(args.out or root / "videos")
     with torch.no_grad():
         predictions = {name: m(context, future.shape[1]) for name, m in models.items()}
@@ -382,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
     p.set_defaults(func=cmd_app)
     p = sub.add_parser("bench", help="benchmarks; write JSON")
-    p.add_argument("what", choices=("data", "models", "train", "quality", "app"))
+    p.add_argument("what", choices=("data", "models", "train", "quality", "analogue", "app"))
     p.add_argument("--profile", choices=PROFILES, default=None)
     p.add_argument("--out", help="JSON path (default bench/<what>.json)")
     p.add_argument("--clients", type=positive_int, default=20, help="app: concurrent gradio_client callers")

@@ -57,10 +57,10 @@ def baseline_models(train: WindowDataset | None = None, names=BASELINES) -> dict
 
 
 def best_baseline(rows: list[dict], metric: str = "mse") -> dict:
-    """The best of copy-last, context-mean and blend on ``metric`` (lower is better, SSIM/PSNR higher)."""
+    """The best of copy-last, context-mean, blend and analogue on ``metric`` (lower is better, SSIM/PSNR higher)."""
     candidates = [r for r in rows if r["model"] in REFERENCE_BASELINES]
     if not candidates:
-        raise ValueError("no reference baseline (copy_last, context_mean, blend) among the rows")
+        raise ValueError(f"no reference baseline ({', '.join(REFERENCE_BASELINES)}) among the rows")
     sign = -1 if metric in ("ssim", "psnr") else 1
     return min(candidates, key=lambda r: sign * r[metric])
 

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .models import BASELINES
 from .video import comparison_grid, error_map, to_uint8
 
 
@@ -87,7 +88,7 @@ def plot_trajectory(context, future, predictions: dict, title: str | None = None
     horizon = range(n_context + 1, n_context + len(future) + 1)
     ax.plot(horizon, figure_height(future), "k-", lw=2.5, label="truth")
     for i, (name, prediction) in enumerate(predictions.items()):
-        baseline = name in ("copy_last", "context_mean", "blend", "linear")
+        baseline = name in BASELINES
         ax.plot(horizon, figure_height(prediction), "--" if baseline else "-", color=f"C{i}", label=name)
     ax.axvline(n_context + 0.5, color="0.7", lw=1)
     ax.set(xlabel="frame", ylabel="height of the body (px)", title=title or "")
@@ -104,7 +105,7 @@ def plot_runs(name: str, full: list[dict], live: list[dict], baselines: dict[str
         val = [(r["seconds"] / 60, r["val_mse"]) for r in history if r["kind"] == "val"]
         if val:
             ax.plot(*zip(*val), style, ms=3, label=label)
-    styles = {"copy_last": ":", "context_mean": "-.", "blend": "--"}
+    styles = {"copy_last": ":", "context_mean": "-.", "blend": "--", "analogue": (0, (5, 1, 1, 1))}
     for baseline, value in baselines.items():
         ax.axhline(value, ls=styles.get(baseline, "--"), color="0.35", lw=1)
         ax.annotate(baseline, (1.0, value), xycoords=("axes fraction", "data"), fontsize=7, ha="right", va="bottom")
@@ -116,16 +117,19 @@ def plot_runs(name: str, full: list[dict], live: list[dict], baselines: dict[str
     return fig
 
 
-def plot_retrieval(weights, title: str = "", recurrent: bool = True, ax=None):
-    """Where a "retrieve" read-out points: a heat map of the (n_future, K + 1) weights of one window
-    (see :func:`vidpred.models.base.retrieval_weights`), predicted frame down, remembered frame across."""
+def plot_retrieval(weights, title: str = "", recurrent: bool = True, ax=None, named: Sequence[str] = ("new",)):
+    """Where a "retrieve" read-out points: a heat map of the (n_future, K + len(named)) weights of one
+    window (see :func:`vidpred.models.base.retrieval_weights`), predicted frame down, remembered frame
+    across; the last columns are the named candidates (the new frame; for the transformer with
+    ``analogue``, ``("analogue", "new")``)."""
     weights = np.asarray(weights)
     n_future, slots = weights.shape
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 2.9))
     image = ax.imshow(weights, aspect="auto", cmap="magma", vmin=0)
-    ticks = list(range(0, slots - 1, 5)) + [slots - 1]
-    ax.set_xticks(ticks, [str(t) for t in ticks[:-1]] + ["new"])
+    remembered = slots - len(named)
+    ticks = list(range(0, remembered, 5)) + list(range(remembered, slots))
+    ax.set_xticks(ticks, [str(t) for t in range(0, remembered, 5)] + list(named))
     ax.set_yticks(range(0, n_future, 2), [str(k + 1) for k in range(0, n_future, 2)])
     ax.set(xlabel="input frame, steps back from the current input" if recurrent else "context frame, steps back from the last",
            ylabel="predicted frame", title=title)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from .base import Predictor
-from .baselines import Blend, ContextMean, CopyLast, LinearExtrapolation
+from .baselines import Analogue, Blend, ContextMean, CopyLast, LinearExtrapolation
 from .convlstm import ConvLSTM
 from .predrnn import PredRNN, PredRNNV2
 from .transformer import TransformerPredictor
 
 MODELS: dict[str, type[Predictor]] = {
-    cls.name: cls for cls in (CopyLast, ContextMean, Blend, LinearExtrapolation, ConvLSTM, PredRNN, PredRNNV2,
+    cls.name: cls for cls in (CopyLast, ContextMean, Blend, Analogue, LinearExtrapolation, ConvLSTM, PredRNN, PredRNNV2,
                              TransformerPredictor)
 }
-BASELINES = ("copy_last", "context_mean", "blend", "linear")
-# "Best baseline" means the best of these three; linear extrapolation is shown, never the bar.
-REFERENCE_BASELINES = ("copy_last", "context_mean", "blend")
+BASELINES = ("copy_last", "context_mean", "blend", "analogue", "linear")
+# "Best baseline" means the best of these four; linear extrapolation is shown, never the bar.
+REFERENCE_BASELINES = ("copy_last", "context_mean", "blend", "analogue")
 LEARNED = ("convlstm", "predrnn", "predrnn_v2", "transformer")
 
 
@@ -22,6 +22,17 @@ def placeholder_config(name: str, model_config: dict) -> dict:
     """``model_config``, except that the blend gets neutral weights: for timing and FLOP counts only,
     where what the weights are does not matter (for predictions, fit it: ``Blend.fit(train)``)."""
     return {"alphas": (0.5,) * 15} if name == "blend" else model_config
+
+
+# Options added after checkpoints had been saved, each with the value that reproduces a checkpoint
+# saved without it (so a run trained by an earlier version still loads as it was trained).
+LEGACY_OPTIONS = {"analogue_window": 0, "analogue": False, "fallback": False}
+
+
+def rebuild(name: str, config: dict) -> Predictor:
+    """The model a checkpoint describes: ``build`` with its saved config, options it predates as they were."""
+    fields = MODELS[name].Config.__dataclass_fields__ if name in MODELS else {}
+    return build(name, **{**{k: v for k, v in LEGACY_OPTIONS.items() if k in fields}, **config})
 
 
 def build(name: str, **config) -> Predictor:
@@ -37,7 +48,7 @@ def build(name: str, **config) -> Predictor:
     return cls(cls.Config(**config))
 
 
-__all__ = ["BASELINES", "LEARNED", "MODELS", "Predictor", "build", "count_flops", "count_parameters", "latency_ms",
+__all__ = ["BASELINES", "LEARNED", "MODELS", "Predictor", "build", "rebuild", "count_flops", "count_parameters", "latency_ms",
            "summary"]
 
 

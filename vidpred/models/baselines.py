@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .base import Predictor
+from .base import Predictor, analogue_distances
 
 
 @dataclass
@@ -88,3 +88,57 @@ class Blend(Predictor):
         alphas = (numerator / denominator.clamp_min(1e-12)).clamp(0, 1)
         return cls(BlendConfig(alphas=tuple(round(float(a), 6) for a in alphas),
                                n_context=dataset[0][0].shape[0], n_future=len(alphas)))
+
+
+@dataclass
+class AnalogueConfig:
+    window: int = 8  # frames compared
+    temperature: float = 1e-5  # of the softmax over candidates, in units of mean squared pixel distance
+    mirror: bool = True  # also the mirror candidates (False: forward analogues only)
+    n_context: int = 30
+    n_future: int = 15
+
+
+class Analogue(Predictor):
+    """The method of analogues (Lorenz, 1969): find where the past looked like now, and copy what came next.
+
+    Each future frame is a softmax-weighted mix of the frames seen so far (the context, then its own
+    predictions). A frame scores by how closely the ``window`` frames before it match the last
+    ``window`` frames (*forward*: this happened before, so the same will follow), or the ``window``
+    frames after it, read backwards, do (*mirror*: the same movement played backwards, so what came
+    before it comes next; every repetition of an exercise turns back on itself). Distances are mean
+    squared pixel differences; see :func:`vidpred.models.base.analogue_distances`. No parameters are
+    learned: ``window`` and ``temperature`` were chosen on the validation split of the book profile.
+    """
+
+    name, trainable, Config = "analogue", False, AnalogueConfig
+
+    def forward(self, context: torch.Tensor, n_future: int = 15) -> torch.Tensor:
+        batch, n_context = context.shape[:2]
+        length = n_context + n_future - 1  # every input of the rollout
+        frames = context.new_zeros(batch, length, context[0, 0].numel())
+        distances = context.new_zeros(batch, length, length)
+        frames[:, :n_context] = context.flatten(2)
+        flat = context.flatten(2).double()  # ‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b, one batched product, in float64
+        norms = flat.square().sum(2)
+        square = norms[:, :, None] + norms[:, None, :] - 2 * flat @ flat.transpose(1, 2)
+        distances[:, :n_context, :n_context] = (square.clamp(min=0) / flat.shape[2]).to(distances.dtype)
+        predictions = []
+        for t in range(n_context - 1, length):
+            if t >= n_context:  # the previous prediction is the newest input
+                frames[:, t] = predictions[-1].flatten(1)
+                row = (frames[:, : t + 1] - frames[:, t : t + 1]).square().mean(2)
+                distances[:, t, : t + 1] = row
+                distances[:, : t + 1, t] = row
+            forward, mirror = analogue_distances(distances, t, self.config.window)
+            scores = -forward / self.config.temperature
+            if self.config.mirror:
+                scores = torch.logaddexp(scores, -mirror / self.config.temperature)
+            # A context shorter than the window has no analogue at all: copy the newest frame.
+            no_analogue = ~torch.isfinite(scores).any(1, keepdim=True)
+            scores = scores.masked_fill(no_analogue, float("-inf"))
+            scores[:, 0:1] = scores[:, 0:1].masked_fill(no_analogue, 0.0)
+            weights = torch.softmax(scores, 1)  # (B, t + 1), newest first
+            candidates = frames[:, : t + 1].flip(1)
+            predictions.append((weights[:, :, None] * candidates).sum(1).view_as(context[:, 0]))
+        return torch.stack(predictions, 1)  # (B, n_future, 1, H, W)

@@ -31,7 +31,7 @@ def ship(profile: str = "book", models=None, runs: str | Path = "runs/ship", dev
     from ..bench import test_probe
     from ..data import windows
     from ..evaluate import baseline_models, evaluate_model
-    from ..models import LEARNED, build
+    from ..models import LEARNED, REFERENCE_BASELINES, build
     from ..runs import data_identity
     from ..train import fit, run_dir
 
@@ -43,7 +43,7 @@ def ship(profile: str = "book", models=None, runs: str | Path = "runs/ship", dev
     out = HERE / prof.name
     out.mkdir(parents=True, exist_ok=True)
     baselines = {}
-    for name, model in baseline_models(datasets["train"], ("copy_last", "context_mean", "blend")).items():
+    for name, model in baseline_models(datasets["train"], REFERENCE_BASELINES).items():
         result = evaluate_model(model, datasets["test"])
         baselines[name] = {"config": model.config_dict(), **{k: result[k] for k in HEADLINE}}
     manifest = update_manifest(out, {"profile": prof.name, "data": data, "test_windows": len(datasets["test"]),
