@@ -189,7 +189,9 @@ def test_flops_are_counted_for_attention_and_convolutions():
     # Doubling the attention width (dim) more than doubles the counted FLOPs.
     wide = build("transformer", **{**VARIANTS["transformer"], "dim": 64})
     assert count_flops(wide) > 2 * count_flops(transformer)
-    assert all(count_flops(build(b, **config_of(b, "smoke"))) == 0 for b in BASELINES)
+    # the baselines do element-wise work only, but for the analogue's matrix of frame distances
+    assert all(count_flops(build(b, **config_of(b, "smoke"))) == 0 for b in BASELINES if b != "analogue")
+    assert 0 < count_flops(build("analogue")) < count_flops(convlstm)
 
 
 def test_registry_errors_are_clear():
@@ -198,3 +200,68 @@ def test_registry_errors_are_clear():
     with pytest.raises(ValueError, match="convlstm has no option depth"):
         build("convlstm", depth=3)
     assert set(LEARNED) <= set(MODELS)
+
+
+def test_analogue_distances_match_a_direct_computation():
+    from vidpred.models.base import analogue_distances
+
+    frames = torch.rand(2, 14, 16)
+    distances = (frames[:, :, None] - frames[:, None]).square().mean(-1)
+    t, window = 12, 3
+    forward, mirror = analogue_distances(distances, t, window)
+    for j in range(t + 1):  # column t − j: candidate frame j
+        ahead = [distances[:, t - i, j - 1 - i] for i in range(window)] if j >= window else None
+        behind = [distances[:, t - i, j + 1 + i] for i in range(window) if j + 1 + i != t - i] \
+            if j + window <= t else None
+        for got, terms in ((forward[:, t - j], ahead), (mirror[:, t - j], behind)):
+            if terms:
+                assert torch.allclose(got, torch.stack(terms).mean(0))
+            else:
+                assert torch.isinf(got).all()
+
+
+def test_analogue_copies_repeated_and_reversed_motion():
+    poses = torch.rand(30, 1, 64, 64)
+    periodic = torch.stack([poses[t % 10] for t in range(45)])[None]  # a repetition every 10 frames
+    turning = torch.stack([poses[abs(t - 25)] for t in range(45)])[None]  # turns back at frame 25
+    analogue, forward_only = build("analogue"), build("analogue", mirror=False)
+    assert torch.allclose(analogue(periodic[:, :30], 15), periodic[:, 30:], atol=1e-5)
+    assert torch.allclose(analogue(turning[:, :30], 15), turning[:, 30:], atol=1e-5)
+    # the movement after the turn never happened forwards: only the mirror candidates find it
+    assert (forward_only(turning[:, :30], 15) - turning[:, 30:]).abs().mean() > 0.05
+    short = torch.rand(2, 5, 1, 64, 64)  # shorter than the window: no analogue, so copy-last
+    assert torch.equal(build("analogue", n_context=5)(short, 3), short[:, -1:].expand(-1, 3, -1, -1, -1))
+
+
+def test_recurrent_analogue_pointer_starts_as_the_baseline():
+    poses = torch.rand(30, 1, 64, 64)
+    turning = torch.stack([poses[abs(t - 25)] for t in range(45)])[None]
+    model = make("convlstm").eval()
+    assert model.config.analogue_window == 8
+    with torch.no_grad():
+        prediction = model(turning[:, :30], 15)
+    error = (prediction - turning[:, 30:]).abs().mean()
+    copy_error = (turning[:, 29:30] - turning[:, 30:]).abs().mean()
+    assert error < 0.05 * copy_error  # an untrained model already finds the reversed movement
+
+
+def test_transformer_can_point_at_the_analogue():
+    model = make("transformer").eval()
+    n = model.config.n_context
+    with torch.no_grad():  # all weight on the analogue candidate, no fallback
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.head.bias[n] = 50.0
+        model.fallback_gate.fill_(-50.0)
+        context, _ = clips()
+        assert torch.allclose(model(context, 15), build("analogue")(context, 15).clamp(0, 1), atol=1e-5)
+
+
+def test_checkpoints_from_before_an_option_still_load():
+    from vidpred.models import rebuild
+
+    old = build("convlstm", **SMOKE.model_config("convlstm"), analogue_window=0)
+    saved = {k: v for k, v in old.config_dict().items() if k != "analogue_window"}  # as saved before it existed
+    model = rebuild("convlstm", saved)
+    model.load_state_dict(old.state_dict())
+    assert model.config.analogue_window == 0

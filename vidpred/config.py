@@ -111,9 +111,9 @@ def get_profile(name: str | None = None) -> Profile:
                 "transformer": dict(dim=64, depth=4, heads=4, patch_size=16),
             },
             train_overrides={"convlstm": dict(steps=3000, eval_every=500, checkpoint_every=500),
-                             "predrnn": dict(steps=1500, eval_every=500, checkpoint_every=500),
-                             "predrnn_v2": dict(steps=1500, eval_every=500, checkpoint_every=500),
-                             "transformer": dict(steps=6000, lr=1e-3, warmup_steps=100, eval_every=500,
+                             "predrnn": dict(steps=1200, eval_every=400, checkpoint_every=400),
+                             "predrnn_v2": dict(steps=1200, eval_every=400, checkpoint_every=400),
+                             "transformer": dict(steps=4500, lr=1e-3, warmup_steps=100, eval_every=500,
                                                  checkpoint_every=500)},
             live_steps={"convlstm": 100, "predrnn": 60, "predrnn_v2": 60, "transformer": 200},
         )

@@ -89,9 +89,9 @@ class Run:
 
     def model(self, device="cpu"):
         """The predictor with these weights, in eval mode."""
-        from .models import build
+        from .models import rebuild
 
-        model = build(self.state["model"], **self.state["model_config"])
+        model = rebuild(self.state["model"], self.state["model_config"])
         model.load_state_dict(self.state["state_dict"])
         return model.to(device).eval()
 

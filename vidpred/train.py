@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from .config import DataConfig, TrainConfig, config_hash, to_dict
 from .data.windows import WindowDataset
-from .models import Predictor, build
+from .models import Predictor, rebuild
 from .utils import atomic_write
 
 CHECKPOINT_VERSION = 1
@@ -215,7 +215,7 @@ def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Predictor, dict]:
     """The trained model in eval mode, and its checkpoint (config, step, timings)."""
     state = load_checkpoint(path)
-    model = build(state["model"], **state["model_config"])
+    model = rebuild(state["model"], state["model_config"])
     model.load_state_dict(state["state_dict"])
     return model.to(device).eval(), state
 

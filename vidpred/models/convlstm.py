@@ -25,6 +25,7 @@ class ConvLSTMConfig:
     sampling_stop: float = 0.3  # scheduled sampling reaches free-running at this progress
     context_loss_weight: float = 1.0  # weight of next-frame errors inside the context vs the future
     output: str = "retrieve"  # "retrieve" (mix of past frames and a new one) | "gated"; see base.py
+    analogue_window: int = 8  # "retrieve": inputs the analogue pointer compares (0: no pointer); base.py
     n_context: int = 30
     n_future: int = 15
 

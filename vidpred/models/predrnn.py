@@ -29,6 +29,7 @@ class PredRNNConfig:
     sampling_stop: float = 0.3
     context_loss_weight: float = 1.0  # weight of next-frame errors inside the context vs the future
     output: str = "retrieve"  # "retrieve" (mix of past frames and a new one) | "gated"; see base.py
+    analogue_window: int = 8  # "retrieve": inputs the analogue pointer compares (0: no pointer); base.py
     decouple_beta: float = 0.0  # weight of the V2 decoupling loss (0 = PredRNN v1)
     reverse_scheduled_sampling: bool = False  # V2's sampling schedule
     n_context: int = 30

@@ -15,7 +15,10 @@ content pointer (the future token's query against each context token's key); exe
 so the future pose is usually already in the context. With ``fallback`` (default) each horizon t
 then mixes in, with a learned gate g_t, a learned blend a_t·last + (1 − a_t)·mean: the retrieval
 alone leaves the last frame too early (at the first two horizons it did worse than the blend
-baseline), and the gate lets the model keep the baseline where retrieval does not pay. "mix"
+baseline), and the gate lets the model keep the baseline where retrieval does not pay. With
+``analogue`` (default) the analogue baseline's prediction of each future frame (see
+:class:`vidpred.models.baselines.Analogue`) is one more candidate the read-out can point at, patch by
+patch: the model learns where to trust the method of analogues and where its own retrieval. "mix"
 (per-pixel weights over last frame, context mean and a new frame), "residual" (``last + Δ``),
 "direct" and "gated" (``g·last + (1 − g)·new``) are there to compare; chapter 6 measures them.
 """
@@ -41,6 +44,7 @@ class TransformerConfig:
     dropout: float = 0.0
     output: str = "retrieve"  # "retrieve" | "mix" | "gated" | "direct" | "residual"
     fallback: bool = True  # "retrieve": a learned per-horizon mix with last frame and context mean
+    analogue: bool = True  # "retrieve": the analogue baseline's frame is one more candidate to point at
     image_size: int = 64
     n_context: int = 30
     n_future: int = 15
@@ -102,10 +106,14 @@ class TransformerPredictor(Predictor):
         )
         self.norm = nn.LayerNorm(config.dim)
         # "retrieve" adds, per patch, a score for each context frame and one for the new frame.
-        extra = config.n_context + 1 if config.output == "retrieve" else 0
+        extra = config.n_context + 1 + config.analogue if config.output == "retrieve" else 0
         self.head = nn.Linear(config.dim, OUT_CHANNELS[config.output] * p * p + extra)
         if config.output == "retrieve":
             init_retrieval_bias(self.head.bias)
+            if config.analogue:  # start by trusting the analogue baseline (see vidpred.models.baselines)
+                with torch.no_grad():
+                    self.head.bias[0] = 0.0
+                    self.head.bias[config.n_context] = 4.0
             # A pointer: each future patch scores every context frame at its place by the match of
             # its query with their keys (near zero at the start: training starts from the head's prior).
             self.query = nn.Linear(config.dim, config.dim, bias=False)
@@ -117,6 +125,10 @@ class TransformerPredictor(Predictor):
                 # least-squares weights), g_t at 0.12; both are learned from the training loss.
                 self.fallback_gate = nn.Parameter(torch.full((config.n_future,), -2.0))
                 self.fallback_alpha = nn.Parameter(torch.linspace(2.2, -2.2, config.n_future))
+        if config.output == "retrieve" and config.analogue:
+            from .baselines import Analogue, AnalogueConfig
+
+            self.analogue_baseline = Analogue(AnalogueConfig(n_context=config.n_context, n_future=config.n_future))
         if config.output == "residual":
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -135,17 +147,23 @@ class TransformerPredictor(Predictor):
         x = patches.reshape(b, t, side, side, channels, p, p).permute(0, 1, 4, 2, 5, 3, 6)
         return x.reshape(b, t, channels, side * p, side * p)
 
-    def retrieve_frames(self, head: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
-        """Each future frame as per-patch softmax weights over the context frames (newest first) and
-        a newly drawn frame (see :func:`vidpred.models.base.retrieve`). ``head`` is (B, n_future, N,
-        n_context + 1 + p²) and ``patches`` the context in patches, (B, n_context, N, p²)."""
+    def retrieve_frames(self, head: torch.Tensor, patches: torch.Tensor,
+                        analogue: torch.Tensor | None = None) -> torch.Tensor:
+        """Each future frame as per-patch softmax weights over the context frames (newest first), the
+        analogue baseline's frame when given, and a newly drawn frame (see
+        :func:`vidpred.models.base.retrieve`). ``head`` is (B, n_future, N, n_context + 1 + p²), one
+        more score with ``analogue`` (B, n_future, N, p²); ``patches`` is the context in patches,
+        (B, n_context, N, p²)."""
         n_memory = patches.shape[1]
-        weights = torch.softmax(head[..., : n_memory + 1], -1)  # (B, n_future, N, n_context + 1)
+        n_scores = n_memory + 1 + (analogue is not None)
+        weights = torch.softmax(head[..., :n_scores], -1)  # (B, n_future, N, n_scores)
         if getattr(self, "record", None) is not None:  # see vidpred.models.base.retrieval_weights
             self.record.append(weights.mean(2))
         memory = patches.flip(1)  # newest first
         out = torch.einsum("bfnk,bknp->bfnp", weights[..., :n_memory], memory)  # (B, n_future, N, p²)
-        out = out + weights[..., n_memory:] * head[..., n_memory + 1 :]
+        if analogue is not None:
+            out = out + weights[..., n_memory : n_memory + 1] * analogue
+        out = out + weights[..., -1:] * head[..., n_scores:]
         return self.from_patches(out, 1)  # (B, n_future, 1, H, W)
 
     def forward(self, context: torch.Tensor, n_future: int = 15) -> torch.Tensor:
@@ -166,7 +184,11 @@ class TransformerPredictor(Predictor):
             query, key = self.query(tokens[:, n_context:]), self.key(tokens[:, :n_context].flip(1))  # newest first
             match = torch.einsum("bfnd,bknd->bfnk", query, key) / cfg.dim**0.5  # (B, n_future, N, n_context)
             head = torch.cat([head[..., :n_context] + match, head[..., n_context:]], -1)
-            out = self.retrieve_frames(head, patches)
+            analogue = None
+            if cfg.analogue:
+                with torch.no_grad():
+                    analogue = self.to_patches(self.analogue_baseline(context, n_future))
+            out = self.retrieve_frames(head, patches, analogue)
             if cfg.fallback:
                 gate = torch.sigmoid(self.fallback_gate[:n_future]).view(1, -1, 1, 1, 1)
                 alpha = torch.sigmoid(self.fallback_alpha[:n_future]).view(1, -1, 1, 1, 1)
