@@ -130,6 +130,9 @@ def plot_retrieval(weights, title: str = "", recurrent: bool = True, ax=None, na
     remembered = slots - len(named)
     ticks = list(range(0, remembered, 5)) + list(range(remembered, slots))
     ax.set_xticks(ticks, [str(t) for t in range(0, remembered, 5)] + list(named))
+    if len(named) > 1:  # side by side, the names would run into each other
+        for label in ax.get_xticklabels()[-len(named):]:
+            label.set(rotation=90, fontsize=7)
     ax.set_yticks(range(0, n_future, 2), [str(k + 1) for k in range(0, n_future, 2)])
     ax.set(xlabel="input frame, steps back from the current input" if recurrent else "context frame, steps back from the last",
            ylabel="predicted frame", title=title)
