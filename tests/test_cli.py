@@ -74,3 +74,15 @@ def test_bench_analogue_chooses_on_validation(tmp_path):
     result = json.loads(out.read_text())
     assert len(result["grid"]) == 30 and {r["mirror"] for r in result["grid"]} == {True, False}
     assert result["chosen"]["mse"] == min(r["mse"] for r in result["grid"])
+
+
+def test_bench_models_times_each_model_with_and_without_the_analogue(tmp_path):
+    from vidpred.bench import bench_models
+
+    result = bench_models("smoke", batch=2, iters=1)
+    rows = {r["model"]: r for r in result["models"]}
+    for name in ("convlstm", "predrnn", "predrnn_v2", "transformer"):
+        assert rows[name]["train_ms_per_step"] > 0 and rows[name]["train_ms_per_step_without_analogue"] > 0
+        assert rows[name]["analogue_step_cost"] == pytest.approx(
+            rows[name]["train_ms_per_step"] / rows[name]["train_ms_per_step_without_analogue"])
+    assert "train_ms_per_step" not in rows["analogue"]  # nothing to train

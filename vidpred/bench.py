@@ -78,7 +78,30 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - tic) / 1e9
 
 
+# Each learned model without the method of analogues' help (see vidpred.models.baselines.Analogue).
+WITHOUT_ANALOGUE = {"convlstm": {"analogue_window": 0}, "predrnn": {"analogue_window": 0},
+                    "predrnn_v2": {"analogue_window": 0}, "transformer": {"analogue": False}}
+
+
+def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int) -> list[float]:
+    """Seconds of ``iters`` training steps (fwd + bwd + AdamW), after one untimed step."""
+    optimizer = torch.optim.AdamW(model.parameters())
+    model.train()
+    times = []
+    for i in range(iters + 1):
+        tic = time.perf_counter()
+        loss, _ = model.training_loss(context, future, 0.5)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if i:
+            times.append(time.perf_counter() - tic)
+    return times
+
+
 def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5) -> dict:
+    """Per model: parameters, FLOPs, inference latency and throughput, and the training step (median of
+    three interleaved rounds of ``iters`` steps), beside the same model without the analogue's help."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms, placeholder_config
@@ -94,26 +117,30 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5) -> 
                "inference_clips_per_s_batch8": batch / latency_ms(model, repeats=iters, batch=batch) * 1000}
         if model.trainable:
             context, future = torch.rand(batch, 30, 1, 64, 64), torch.rand(batch, 15, 1, 64, 64)
-            optimizer = torch.optim.AdamW(model.parameters())
             model.train()
             with FlopCounterMode(display=False) as counter:
                 loss, _ = model.training_loss(context, future, 0.5)
                 loss.backward()
             step_flops = counter.get_total_flops()
-            times = []
-            for i in range(iters + 1):
-                tic = time.perf_counter()
-                loss, _ = model.training_loss(context, future, 0.5)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                if i:
-                    times.append(time.perf_counter() - tic)
-            seconds = float(np.median(times))
-            row.update(train_iter_per_s=1 / seconds, train_clips_per_s=batch / seconds, train_flops_per_iter=step_flops,
-                       achieved_gflops=step_flops / seconds / 1e9, fraction_of_matmul=step_flops / seconds / 1e9 / peak)
+            # The same model without the method of analogues' help, timed in the same rounds: what it costs.
+            variants = {"current": model}
+            if name in WITHOUT_ANALOGUE:
+                torch.manual_seed(0)
+                variants["without_analogue"] = build(name, **{**prof.model_config(name), **WITHOUT_ANALOGUE[name]})
+            times = {key: step_times(variant, context, future, iters) for key, variant in variants.items()}
+            for _ in range(2):  # interleaved rounds
+                for key, variant in variants.items():
+                    times[key] += step_times(variant, context, future, iters)
+            seconds = float(np.median(times["current"]))
+            row.update(train_iter_per_s=1 / seconds, train_ms_per_step=seconds * 1000, train_clips_per_s=batch / seconds,
+                       train_flops_per_iter=step_flops, achieved_gflops=step_flops / seconds / 1e9,
+                       fraction_of_matmul=step_flops / seconds / 1e9 / peak)
+            if "without_analogue" in times:
+                without = float(np.median(times["without_analogue"]))
+                row.update(train_ms_per_step_without_analogue=without * 1000, analogue_step_cost=seconds / without)
         rows.append(row)
-    return {"machine": machine(), "profile": prof.name, "batch": batch, "matmul_2048_gflops": peak, "models": rows}
+    return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(),
+            "matmul_2048_gflops": peak, "models": rows}
 
 
 def bench_train(profile: str | None = None) -> dict:
