@@ -115,7 +115,7 @@ def get_profile(name: str | None = None) -> Profile:
                              "predrnn_v2": dict(steps=1200, eval_every=400, checkpoint_every=400),
                              "transformer": dict(steps=4500, lr=1e-3, warmup_steps=100, eval_every=500,
                                                  checkpoint_every=500)},
-            live_steps={"convlstm": 100, "predrnn": 60, "predrnn_v2": 60, "transformer": 200},
+            live_steps={"convlstm": 100, "predrnn": 45, "predrnn_v2": 45, "transformer": 200},
         )
     if name == "full":
         return Profile(
