@@ -124,6 +124,14 @@ def analogue_distances(distances: torch.Tensor, t: int, window: int) -> tuple[to
     return means[0], means[1]
 
 
+def add_distances(frames: torch.Tensor, distances: torch.Tensor, t: int) -> None:
+    """Fill row and column ``t`` of ``distances`` (B, L, L): the mean squared distance of input ``t``
+    (``frames[:, t]``, flattened) to every input up to it."""
+    row = (frames[:, : t + 1] - frames[:, t : t + 1]).square().mean(2)
+    distances[:, t, : t + 1] = row
+    distances[:, : t + 1, t] = row
+
+
 @torch.no_grad()
 def retrieval_weights(model: nn.Module, context: torch.Tensor, n_future: int = 15) -> torch.Tensor:
     """Where a "retrieve" read-out points: (B, n_future, K + 1) weights, averaged over the patches,
@@ -233,9 +241,9 @@ class RecurrentPredictor(Predictor):
         missing = torch.full_like(forward, -1e4)  # finite, so no inf · 0 in backward
         scores = torch.logaddexp(torch.where(ok_forward, -beta[0] * forward.nan_to_num(posinf=0.0), missing),
                                  torch.where(ok_mirror, -beta[1] * mirror.nan_to_num(posinf=0.0), missing))
-        some = ok_forward | ok_mirror  # (B, seen)
-        if not bool(some.any()):
+        if t < self.config.analogue_window:  # no window fits yet (known from t alone: no host sync)
             return scores.new_zeros(scores.shape[0], seen, 1, 1)
+        some = ok_forward | ok_mirror  # (B, seen)
         scores = torch.where(some, scores, scores.masked_fill(~some, float("inf")).amin(1, keepdim=True))
         return (scores - scores.amax(1, keepdim=True))[:, :, None, None]
 
@@ -290,9 +298,7 @@ class RecurrentPredictor(Predictor):
                 if window:
                     with torch.no_grad():
                         seen_frames[:, t] = frame.flatten(1)
-                        row = (seen_frames[:, : t + 1] - seen_frames[:, t : t + 1]).square().mean(2)
-                        distances[:, t, : t + 1] = row
-                        distances[:, : t + 1, t] = row
+                        add_distances(seen_frames, distances, t)
                     analogue = self.analogue_scores(distances, t, match.shape[1])
             head = self.head(top)
             if window:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .base import Predictor, analogue_distances
+from .base import Predictor, add_distances, analogue_distances
 
 
 @dataclass
@@ -127,9 +127,7 @@ class Analogue(Predictor):
         for t in range(n_context - 1, length):
             if t >= n_context:  # the previous prediction is the newest input
                 frames[:, t] = predictions[-1].flatten(1)
-                row = (frames[:, : t + 1] - frames[:, t : t + 1]).square().mean(2)
-                distances[:, t, : t + 1] = row
-                distances[:, : t + 1, t] = row
+                add_distances(frames, distances, t)
             forward, mirror = analogue_distances(distances, t, self.config.window)
             scores = -forward / self.config.temperature
             if self.config.mirror:
