@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from vidpred.cli import main
 from vidpred.models import BASELINES, LEARNED
@@ -76,13 +77,19 @@ def test_bench_analogue_chooses_on_validation(tmp_path):
     assert result["chosen"]["mse"] == min(r["mse"] for r in result["grid"])
 
 
-def test_bench_models_times_each_model_with_and_without_the_analogue(tmp_path):
+def test_bench_models_times_the_fast_step_beside_the_reference_and_without_the_analogue(tmp_path):
     from vidpred.bench import bench_models
+    from vidpred.train import amp_dtype
 
     result = bench_models("smoke", batch=2, iters=1)
     rows = {r["model"]: r for r in result["models"]}
+    precision = "bfloat16" if amp_dtype(torch.device("cpu"), True) else "float32"
+    assert result["train_precision"] == precision and result["threads"] == torch.get_num_threads()
     for name in ("convlstm", "predrnn", "predrnn_v2", "transformer"):
-        assert rows[name]["train_ms_per_step"] > 0 and rows[name]["train_ms_per_step_without_analogue"] > 0
-        assert rows[name]["analogue_step_cost"] == pytest.approx(
-            rows[name]["train_ms_per_step"] / rows[name]["train_ms_per_step_without_analogue"])
+        row = rows[name]
+        assert row["train_ms_per_step"] > 0 and row["train_ms_per_step_without_analogue"] > 0
+        assert row["train_precision"] == precision
+        assert row["speedup"] == pytest.approx(row["train_ms_per_step_reference"] / row["train_ms_per_step"])
+        assert row["analogue_step_cost"] == pytest.approx(
+            row["train_ms_per_step"] / row["train_ms_per_step_without_analogue"])
     assert "train_ms_per_step" not in rows["analogue"]  # nothing to train

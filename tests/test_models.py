@@ -93,6 +93,87 @@ def test_recurrent_rollout_is_causal(variant):
             assert not torch.allclose(changed[:, j], base[:, j]), f"frame {j + 1} ignores frame {j}"
 
 
+@pytest.mark.parametrize("variant", ["convlstm", "predrnn", "predrnn_v2", "convlstm_book", "predrnn_v2_book"])
+def test_batched_context_equals_the_step_by_step_rollout(variant):
+    """The batched context (first-layer input convolution and the whole context read-out at once) computes
+    what the steps one by one compute: the same loss, gradients and predictions, to float rounding."""
+    name, book = variant.removesuffix("_book"), variant.endswith("_book")
+    torch.manual_seed(0)
+    config = {**get_profile("book").model_config(name)} if book else VARIANTS[name]
+    model = build(name, **config)
+    with torch.no_grad():  # away from the initialisation, so the pointer and the gate matter
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.02)
+    context, future = clips()
+    results = []
+    for batched in (False, True):
+        model.batched_context = batched
+        model.zero_grad()
+        torch.manual_seed(1)  # the same scheduled-sampling draws
+        loss, _ = model.train().training_loss(context, future, progress=1.0)
+        loss.backward()
+        with torch.no_grad():
+            prediction = model.eval()(context, 15)
+        results.append((loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters()]), prediction))
+    (loss_a, grad_a, pred_a), (loss_b, grad_b, pred_b) = results
+    assert torch.allclose(loss_a, loss_b, rtol=1e-5)
+    assert (grad_a - grad_b).norm() <= 1e-4 * grad_a.norm()
+    assert torch.allclose(pred_a, pred_b, atol=1e-4)
+
+
+def test_reverse_sampling_inside_the_context_runs_step_by_step():
+    """While V2's schedule feeds predictions into the context, nothing can be batched: both settings agree."""
+    model = make("predrnn_v2").train()
+    context, future = clips()
+    losses = []
+    for batched in (False, True):
+        model.batched_context = batched
+        torch.manual_seed(3)
+        losses.append(model.training_loss(context, future, progress=0.0)[0])
+    assert torch.equal(losses[0], losses[1])
+
+
+def test_analogue_windows_for_many_inputs_equal_one_at_a_time():
+    from vidpred.models.base import analogue_distances, analogue_windows
+
+    frames = torch.rand(2, 20, 16)
+    distances = (frames[:, :, None] - frames[:, None]).square().mean(-1)
+    times = tuple(range(3, 18))
+    together = analogue_windows(distances, times, 4)  # (B, 2, T, J), oldest candidate first
+    for row, t in enumerate(times):
+        forward, mirror = analogue_distances(distances, t, 4)  # newest first, (B, t + 1)
+        assert torch.equal(together[:, 0, row, : t + 1], forward.flip(1))
+        assert torch.equal(together[:, 1, row, : t + 1], mirror.flip(1))
+        assert torch.isinf(together[:, :, row, t + 1 :]).all()  # not seen yet at t
+
+
+@pytest.mark.parametrize("variant", ["convlstm", "predrnn_v2", "transformer"])
+def test_bf16_autocast_trains_and_keeps_the_read_out_in_float32(variant):
+    """Under CPU bf16 autocast (what training uses where the CPU has bf16) the step runs, gradients reach
+    every parameter, and the predicted frames are float32 and close to the float32 model's."""
+    model = make(variant).train()
+    context, future = clips()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = model.training_loss(context, future, progress=1.0)
+        prediction = model.eval()(context, 15)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert prediction.dtype == torch.float32
+    with torch.no_grad():
+        assert (prediction - model(context, 15)).abs().mean() < 0.01
+
+
+def test_amp_picks_bf16_on_a_cpu_only_where_it_is_native(monkeypatch):
+    from vidpred import train
+
+    cpu = torch.device("cpu")
+    assert train.amp_dtype(cpu, False) is None
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    assert train.amp_dtype(cpu, True) == torch.bfloat16
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    assert train.amp_dtype(cpu, True) is None  # emulated bf16 is slower than float32
+
+
 def test_transformer_sees_only_the_context():
     model = make("transformer").eval()
     context, _ = clips()

@@ -69,8 +69,8 @@ def bench_data(profile: str | None = None) -> dict:
                           "seconds": synth_seconds, "clips_per_s": len(clips) / synth_seconds}}
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     tic = time.perf_counter()
     for _ in range(repeats):
@@ -83,31 +83,49 @@ WITHOUT_ANALOGUE = {"convlstm": {"analogue_window": 0}, "predrnn": {"analogue_wi
                     "predrnn_v2": {"analogue_window": 0}, "transformer": {"analogue": False}}
 
 
-def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int) -> list[float]:
-    """Seconds of ``iters`` training steps (fwd + bwd + AdamW), after one untimed step."""
+def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int, dtype: torch.dtype | None = None,
+               batched: bool = True) -> list[float]:
+    """Seconds of ``iters`` training steps (fwd + bwd + AdamW), after one untimed step. ``dtype``: the
+    autocast dtype (None: float32); ``batched``: the recurrent models' batched context (False: the
+    step-by-step reference, see :attr:`vidpred.models.base.RecurrentPredictor.batched_context`)."""
     optimizer = torch.optim.AdamW(model.parameters())
     model.train()
+    if hasattr(model, "batched_context"):
+        model.batched_context = batched
     times = []
-    for i in range(iters + 1):
-        tic = time.perf_counter()
-        loss, _ = model.training_loss(context, future, 0.5)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if i:
-            times.append(time.perf_counter() - tic)
+    try:
+        for i in range(iters + 1):
+            tic = time.perf_counter()
+            with torch.autocast(context.device.type, dtype=dtype, enabled=dtype is not None):
+                loss, _ = model.training_loss(context, future, 0.5)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if context.is_cuda:
+                torch.cuda.synchronize()
+            if i:
+                times.append(time.perf_counter() - tic)
+    finally:
+        if hasattr(model, "batched_context"):
+            model.batched_context = True
     return times
 
 
 def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5) -> dict:
-    """Per model: parameters, FLOPs, inference latency and throughput, and the training step (median of
-    three interleaved rounds of ``iters`` steps), beside the same model without the analogue's help."""
+    """Per model: parameters, FLOPs, inference latency and throughput, and the training step as training
+    runs it (batched context, mixed precision where :func:`vidpred.train.amp_dtype` picks it) beside the
+    reference step (step by step, float32: the step before the speed-up) and beside the same model without
+    the analogue's help, each the median of three interleaved rounds of ``iters`` steps."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms, placeholder_config
+    from .train import amp_dtype
+    from .utils import keep_freed_memory
 
     prof = get_profile(profile)
+    keep_freed_memory()  # as fit does
     peak = matmul_gflops()
+    dtype = amp_dtype(torch.device("cpu"), True)
     rows = []
     for name in (*BASELINES, *LEARNED):
         torch.manual_seed(0)
@@ -122,25 +140,29 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5) -> 
                 loss, _ = model.training_loss(context, future, 0.5)
                 loss.backward()
             step_flops = counter.get_total_flops()
-            # The same model without the method of analogues' help, timed in the same rounds: what it costs.
-            variants = {"current": model}
-            if name in WITHOUT_ANALOGUE:
+            variants = {"fast": (model, dtype, True), "reference": (model, None, False)}
+            if name in WITHOUT_ANALOGUE:  # what the method of analogues' help costs, at the fast step
                 torch.manual_seed(0)
-                variants["without_analogue"] = build(name, **{**prof.model_config(name), **WITHOUT_ANALOGUE[name]})
-            times = {key: step_times(variant, context, future, iters) for key, variant in variants.items()}
-            for _ in range(2):  # interleaved rounds
-                for key, variant in variants.items():
-                    times[key] += step_times(variant, context, future, iters)
-            seconds = float(np.median(times["current"]))
+                without = build(name, **{**prof.model_config(name), **WITHOUT_ANALOGUE[name]})
+                variants["without_analogue"] = (without, dtype, True)
+            times = {key: [] for key in variants}
+            for _ in range(3):  # interleaved rounds
+                for key, (variant, variant_dtype, batched) in variants.items():
+                    times[key] += step_times(variant, context, future, iters, variant_dtype, batched)
+            seconds, reference = float(np.median(times["fast"])), float(np.median(times["reference"]))
             row.update(train_iter_per_s=1 / seconds, train_ms_per_step=seconds * 1000, train_clips_per_s=batch / seconds,
+                       train_precision=str(dtype or torch.float32).removeprefix("torch."),
+                       train_ms_per_step_reference=reference * 1000, speedup=reference / seconds,
                        train_flops_per_iter=step_flops, achieved_gflops=step_flops / seconds / 1e9,
-                       fraction_of_matmul=step_flops / seconds / 1e9 / peak)
+                       fraction_of_matmul=step_flops / seconds / 1e9 / peak,
+                       reference_fraction_of_matmul=step_flops / reference / 1e9 / peak)
             if "without_analogue" in times:
                 without = float(np.median(times["without_analogue"]))
                 row.update(train_ms_per_step_without_analogue=without * 1000, analogue_step_cost=seconds / without)
         rows.append(row)
     return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(),
-            "matmul_2048_gflops": peak, "models": rows}
+            "matmul_2048_gflops": peak, "matmul_2048_gflops_bf16": matmul_gflops(dtype=torch.bfloat16) if dtype else None,
+            "train_precision": str(dtype or torch.float32).removeprefix("torch."), "models": rows}
 
 
 def bench_train(profile: str | None = None) -> dict:

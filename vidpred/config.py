@@ -53,7 +53,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 20
     grad_clip: float = 1.0
-    amp: bool = True  # only acts on CUDA: bf16 where supported, else fp16 + GradScaler
+    amp: bool = True  # mixed precision: CUDA bf16 (else fp16 + GradScaler); CPU bf16 where native (train.amp_dtype)
     compile: bool = False  # torch.compile; worth it on a GPU, not on a 2-core CPU
     eval_every: int = 100
     eval_batches: int = 8

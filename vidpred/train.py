@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Sampler
 from .config import DataConfig, TrainConfig, config_hash, to_dict
 from .data.windows import WindowDataset
 from .models import Predictor, rebuild
-from .utils import atomic_write
+from .utils import atomic_write, keep_freed_memory
 
 CHECKPOINT_VERSION = 1
 LOCK_NAME = ".lock"  # <run>/.lock: held (flock) by the one process training there; holds its pid
@@ -143,11 +143,26 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX, as oneDNN detects it)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 (with a GradScaler); None on CPU or when disabled."""
-    if not enabled or device.type != "cuda":
+    """The autocast dtype of a training step, or None for float32.
+
+    CUDA: bf16 where the GPU supports it, else fp16 (with a GradScaler). CPU: bf16 where the CPU has a
+    native bf16 path (:func:`cpu_has_bf16`), else float32 — emulated bf16 is slower than float32.
+    ``enabled=False`` (``--no-amp``) is float32 everywhere. Validation and evaluation always run in float32.
+    """
+    if not enabled:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
 
 
 # ---------------------------------------------------------------------------------- checkpoints
@@ -391,6 +406,7 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
     rank, _, world_size = dist_info()
     distributed = world_size > 1
     dev = pick_device(device)
+    keep_freed_memory()  # no page faults on the tensors every step frees and allocates again (utils)
     if distributed and not torch.distributed.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend)
@@ -446,6 +462,7 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
                 "train_seconds": train_seconds, "best_val_mse": best, "rng": gathered,
                 "torch_version": str(torch.__version__), "device": str(dev),
+                "precision": str(dtype or torch.float32).removeprefix("torch."),  # what autocast trained in
             })
 
     def log(record: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,13 @@ def truth_masks(progress: float, batch: int, n_context: int, n_future: int, *, s
     return context_mask, future_mask
 
 
+def full_precision(like: torch.Tensor):
+    """Mixed precision off for a block (a no-op without autocast): under bf16 autocast the cells' and
+    blocks' convolutions and matrix products run in bf16, but the read-out, where the pixels of the
+    prediction are formed from softmax weights over remembered frames, stays in float32."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
 def blend_output(frame: torch.Tensor, head: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Next frame from the head's 2·p² channels: a per-pixel gate between the input frame and a new frame.
 
@@ -95,39 +103,69 @@ def retrieve(logits: torch.Tensor, memory: torch.Tensor, new: torch.Tensor) -> t
     return (weights[:, :-1, None] * memory).sum(1) + weights[:, -1:] * new
 
 
-def analogue_distances(distances: torch.Tensor, t: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """How well each input so far fits as the next frame, by the method of analogues.
+@functools.lru_cache(maxsize=256)
+def _analogue_index(times: tuple[int, ...], window: int, device: str):
+    """Where :func:`analogue_windows` reads: for the inputs ``times`` (T,) and every candidate j up to
+    ``max(times)``, the (row, column) pairs of each window in the distance matrix, both kinds stacked
+    ((2, T, window, J) each), which terms count (a frame against itself does not), how many, and
+    whether the whole window was seen (both (2, T, J))."""
+    t = torch.tensor(times, device=device)[:, None, None]  # (T, 1, 1)
+    j = torch.arange(max(times) + 1, device=device)[None, None, :]  # (1, 1, J)
+    i = torch.arange(window, device=device)[None, :, None]  # (1, window, 1)
+    rows = (t - i).expand(-1, -1, j.shape[-1])  # the last inputs: t, t − 1, …
+    cols = torch.stack([(j - 1 - i).expand_as(rows), (j + 1 + i).expand_as(rows)])  # forward, mirror
+    inside = ((cols >= 0) & (cols <= t) & (rows >= 0) & (j <= t)).all(2)  # the whole window was seen
+    valid = cols != rows
+    count = valid.sum(2)
+    rows = rows.clamp(min=0).expand_as(cols)
+    return rows, torch.minimum(cols.clamp(min=0), t), valid, count.clamp(min=1), inside & (count > 0)
+
+
+def analogue_windows(distances: torch.Tensor, times: tuple[int, ...], window: int) -> torch.Tensor:
+    """How well each input fits as the next frame after each input in ``times``, by the method of analogues.
 
     ``distances`` (B, L, L) holds the mean squared pixel distance between inputs i and j (filled up to
-    input ``t``). For each candidate j ≤ t (returned newest first, (B, t + 1) each):
+    input ``max(times)``). Returns (B, 2, T, J), J = ``max(times) + 1``, oldest candidate first; for
+    input t and candidate j ≤ t:
 
-    * forward: the mean distance between the ``window`` inputs before j and the last ``window``
-      inputs — a past stretch like now was followed by j;
-    * mirror: the mean distance between the ``window`` inputs after j, read backwards, and the last
-      ``window`` inputs — a past stretch like now played backwards was preceded by j (a movement
+    * [:, 0] forward: the mean distance between the ``window`` inputs before j and the last
+      ``window`` inputs (t, t − 1, …) — a past stretch like now was followed by j;
+    * [:, 1] mirror: the mean distance between the ``window`` inputs after j, read backwards, and the
+      last ``window`` inputs — a past stretch like now played backwards was preceded by j (a movement
       reversing at a turning point, as every repetition of an exercise does).
 
-    A candidate whose window reaches outside the inputs seen gets +inf; terms that compare an input
-    with itself (windows that overlap around a turning point) are left out of the mean.
+    A candidate whose window reaches outside the inputs seen by t (and every j > t) gets +inf; terms
+    that compare an input with itself (windows that overlap around a turning point) are left out of
+    the mean. All of it is one gather, whatever the number of inputs.
     """
-    j = torch.arange(t + 1, device=distances.device)
-    i = torch.arange(window, device=distances.device)[:, None]  # (window, 1)
-    rows = (t - i).expand(-1, t + 1)  # the last inputs: t, t − 1, …
-    means = []
-    for cols in (j - 1 - i, j + 1 + i):  # forward, mirror: (window, t + 1)
-        inside = ((cols >= 0) & (cols <= t) & (rows >= 0)).all(0)  # (t + 1,): the whole window was seen
-        valid = cols != rows  # a frame against itself says nothing
-        d = distances[:, rows.clamp(min=0), cols.clamp(0, t)]  # (B, window, t + 1)
-        count = valid.sum(0)
-        mean = (d * valid).sum(1) / count.clamp(min=1)
-        means.append(torch.where(inside & (count > 0), mean, torch.full_like(mean, float("inf"))).flip(1))
-    return means[0], means[1]
+    rows, cols, valid, count, ok = _analogue_index(tuple(times), window, str(distances.device))
+    d = distances[:, rows, cols]  # (B, 2, T, window, J)
+    mean = (d * valid).sum(3) / count
+    return torch.where(ok, mean, torch.full_like(mean, float("inf")))
 
 
-def add_distances(frames: torch.Tensor, distances: torch.Tensor, t: int) -> None:
+def analogue_distances(distances: torch.Tensor, t: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`analogue_windows` for input ``t`` alone, newest candidate first: (forward, mirror), (B, t + 1) each."""
+    both = analogue_windows(distances, (t,), window)[:, :, 0].flip(2)
+    return both[:, 0], both[:, 1]
+
+
+def pairwise_distances(frames: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between every two of ``frames`` (B, T, N): (B, T, T), as
+    ‖a‖² + ‖b‖² − 2a·b in one batched product, in float64 (so the difference loses nothing)."""
+    flat = frames.double()
+    norms = flat.square().sum(2)
+    square = norms[:, :, None] + norms[:, None, :] - 2 * flat @ flat.transpose(1, 2)
+    return (square.clamp(min=0) / flat.shape[2]).to(frames.dtype)
+
+
+def add_distances(frames: torch.Tensor, distances: torch.Tensor, t: int, scratch: torch.Tensor | None = None) -> None:
     """Fill row and column ``t`` of ``distances`` (B, L, L): the mean squared distance of input ``t``
-    (``frames[:, t]``, flattened) to every input up to it."""
-    row = (frames[:, : t + 1] - frames[:, t : t + 1]).square().mean(2)
+    (``frames[:, t]``, flattened) to every input up to it. ``scratch``, shaped like ``frames``, holds the
+    differences when given: a rollout calls this at every free-running step, and a fresh multi-megabyte
+    buffer each time costs more than the arithmetic."""
+    diff = torch.sub(frames[:, : t + 1], frames[:, t : t + 1], out=None if scratch is None else scratch[:, : t + 1])
+    row = torch.linalg.vector_norm(diff, dim=2).square() / frames.shape[2]
     distances[:, t, : t + 1] = row
     distances[:, : t + 1, t] = row
 
@@ -160,9 +198,11 @@ OUTPUTS = ("retrieve", "gated")  # the recurrent models' read-outs
 class RecurrentPredictor(Predictor):
     """Frame-by-frame rollout shared by ConvLSTM and PredRNN.
 
-    Subclasses implement ``init_state(batch, like)`` and ``step(frame, state) -> (top, state,
-    aux_loss)`` where ``top`` is the top layer's hidden state on the patch grid; :meth:`readout`
-    turns it into the next frame. At step t the input is frame t (ground truth or the previous
+    Subclasses implement ``init_state(batch, like)``, ``step(x, state, projected=None) -> (top, state,
+    aux_loss)`` where ``x`` is the input frame in patches, ``top`` the top layer's hidden state on the
+    patch grid and ``projected`` the first layer's input convolution of ``x`` when it was computed
+    ahead (:meth:`project_input`, for all context frames at once); :meth:`read` turns ``top`` into the
+    next frame. At step t the input is frame t (ground truth or the previous
     prediction) and the output is the prediction of frame t + 1, so nothing at or after t + 1 is seen.
 
     Read-outs (``config.output``): ``"retrieve"`` mixes every input frame so far (newest first: the
@@ -230,45 +270,142 @@ class RecurrentPredictor(Predictor):
                                           weights[:, seen:]], 1))
         return unpatchify(retrieve(logits, memory, new), p)  # (B, 1, H, W)
 
-    def analogue_scores(self, distances: torch.Tensor, t: int, seen: int) -> torch.Tensor:
-        """Global pointer scores (B, seen, 1, 1) from :func:`analogue_distances`: the log of
+    def analogue_scores(self, windows: torch.Tensor, times: tuple[int, ...]) -> torch.Tensor:
+        """Global pointer scores (B, T, J) from :func:`analogue_windows` (B, 2, T, J): the log of
         ``exp(−β_f·forward) + exp(−β_m·mirror)``, shifted so the best candidate scores 0; a candidate
-        with no evidence either way (no window fits yet) scores as the worst that has some."""
-        forward, mirror = analogue_distances(distances, t, self.config.analogue_window)
-        forward, mirror = forward[:, :seen], mirror[:, :seen]
-        beta = self.analogue_log_beta.exp()
-        ok_forward, ok_mirror = torch.isfinite(forward), torch.isfinite(mirror)
-        missing = torch.full_like(forward, -1e4)  # finite, so no inf · 0 in backward
-        scores = torch.logaddexp(torch.where(ok_forward, -beta[0] * forward.nan_to_num(posinf=0.0), missing),
-                                 torch.where(ok_mirror, -beta[1] * mirror.nan_to_num(posinf=0.0), missing))
-        if t < self.config.analogue_window:  # no window fits yet (known from t alone: no host sync)
-            return scores.new_zeros(scores.shape[0], seen, 1, 1)
-        some = ok_forward | ok_mirror  # (B, seen)
-        scores = torch.where(some, scores, scores.masked_fill(~some, float("inf")).amin(1, keepdim=True))
-        return (scores - scores.amax(1, keepdim=True))[:, :, None, None]
+        with no evidence either way (no window fits yet) scores as the worst that has some, and every
+        candidate scores 0 while no window fits at all (t < window, known from t: no host sync)."""
+        beta = self.analogue_log_beta.exp()[:, None, None]  # (2, 1, 1)
+        ok = torch.isfinite(windows)
+        missing = torch.full_like(windows, -1e4)  # finite, so no inf · 0 in backward
+        scores = torch.where(ok, -beta * windows.nan_to_num(posinf=0.0), missing)
+        scores = torch.logaddexp(scores[:, 0], scores[:, 1])  # (B, T, J)
+        early = torch.tensor(times, device=scores.device)[:, None] < self.config.analogue_window  # (T, 1)
+        some = ok.any(1) | early
+        scores = torch.where(early, torch.zeros_like(scores), scores)
+        scores = torch.where(some, scores, scores.masked_fill(~some, float("inf")).amin(2, keepdim=True))
+        return scores - scores.amax(2, keepdim=True)
+
+    def read(self, t: int, frame: torch.Tensor, x: torch.Tensor, top: torch.Tensor, mem: dict) -> torch.Tensor:
+        """One step's read-out: the prediction of frame t + 1 (B, 1, H, W) from the input ``frame`` (``x``:
+        its patches) and the top state after reading it; ``mem`` carries what the read-out remembers
+        from step to step (the inputs and their keys, newest first; the analogue's distances)."""
+        with full_precision(top):
+            return self._read(t, frame, x, top.float(), mem)
+
+    def _read(self, t: int, frame: torch.Tensor, x: torch.Tensor, top: torch.Tensor, mem: dict) -> torch.Tensor:
+        if self.config.output != "retrieve":
+            return self.readout(self.head(top), frame, None)
+        n_memory = self.memory_size()
+        # memory: (B, seen, p², h, w), the inputs so far, newest first; keys: (B, seen, hidden, h, w), one
+        # per remembered input. Both grow by one slot a step (up to n_memory), so step t works on t + 1 slots.
+        memory = mem.get("memory")
+        memory = x[:, None] if memory is None else torch.cat([x[:, None], memory[:, : n_memory - 1]], 1)
+        # "When did the state last look like now? What came next is my prediction." Frame t is
+        # remembered under the key of the state that predicted it (step t − 1), and the query of the
+        # state now (step t) looks for a match among those keys.
+        features = torch.cat([top, x], 1)  # (B, hidden + p², h, w)
+        key_now = self.key(features)
+        previous = mem.get("previous_key")
+        key_before = (previous if previous is not None else torch.zeros_like(key_now))[:, None]
+        keys = mem.get("keys")
+        keys = key_before if keys is None else torch.cat([key_before, keys[:, : n_memory - 1]], 1)
+        query = self.query(features)[:, None]  # (B, 1, hidden, h, w)
+        match = (query * keys).sum(2) / top.shape[1] ** 0.5  # (B, seen, h, w)
+        mem.update(memory=memory, keys=keys, previous_key=key_now)
+        head = self.head(top)
+        if "distances" in mem:
+            with torch.no_grad():
+                mem["frames"][:, t] = frame.flatten(1)
+                add_distances(mem["frames"], mem["distances"], t, mem["scratch"])
+            windows = analogue_windows(mem["distances"], (t,), self.config.analogue_window)
+            analogue = self.analogue_scores(windows, (t,))[:, 0].flip(1)[:, :, None, None]  # newest first
+            # Per patch, how much the analogue's choice counts: a patch where nothing moves does better
+            # spreading its weight over many frames (their noise averages out) than copying one.
+            match = match + analogue * torch.sigmoid(head[:, -1:])
+            head = head[:, :-1]
+        return self.readout(head, frame, memory, match)
+
+    def read_context(self, context: torch.Tensor, patches: torch.Tensor, tops: torch.Tensor, mem: dict) -> torch.Tensor:
+        """:meth:`read` for every context step at once, when the context is fed as it is (its
+        predictions do not feed back): (B, n_context, 1, H, W), the predictions of frames 1 … n_context.
+        ``patches`` (B, n_context, p², h, w) are the inputs and ``tops`` (B, n_context, hidden, h, w) the
+        top states after each; fills ``mem`` as the steps one by one would. The same arithmetic as
+        :meth:`read`, with candidates oldest first and later inputs masked out."""
+        with full_precision(tops):
+            return self._read_context(context, patches, tops.float(), mem)
+
+    def _read_context(self, context: torch.Tensor, patches: torch.Tensor, tops: torch.Tensor, mem: dict) -> torch.Tensor:
+        batch, n_context = patches.shape[:2]
+        n_memory, p = self.memory_size(), self.config.patch_size
+        heads = self.head(tops.flatten(0, 1)).unflatten(0, (batch, n_context))  # (B, T, channels, h, w)
+        features = torch.cat([tops, patches], 2).flatten(0, 1)
+        keys_now = self.key(features).unflatten(0, (batch, n_context))  # (B, T, hidden, h, w)
+        queries = self.query(features).unflatten(0, (batch, n_context))
+        keys = torch.cat([torch.zeros_like(keys_now[:, :1]), keys_now[:, :-1]], 1)  # input j's key: step j − 1's
+        match = torch.einsum("btchw,bjchw->btjhw", queries, keys) / tops.shape[2] ** 0.5  # (B, T, T, h, w)
+        t = torch.arange(n_context, device=patches.device)
+        # The head scores slots newest first (slot s: input t − s); gather them oldest first.
+        order = (t[:, None] - t[None, :]).clamp(min=0)  # (T, T): [t, j] -> slot t − j
+        prior = heads.gather(2, order[None, :, :, None, None].expand(batch, -1, -1, *heads.shape[-2:]))
+        if "distances" in mem:
+            times = tuple(range(n_context))
+            with torch.no_grad():
+                mem["frames"][:, :n_context] = context.flatten(2)
+                mem["distances"][:, :n_context, :n_context] = pairwise_distances(context.flatten(2))
+            windows = analogue_windows(mem["distances"], times, self.config.analogue_window)
+            analogue = self.analogue_scores(windows, times)[..., None, None]  # (B, T, T, 1, 1)
+            match = match + analogue * torch.sigmoid(heads[:, :, -1:])
+            heads = heads[:, :, :-1]
+        later = (t[None, :] > t[:, None])[None, :, :, None, None]  # input j is not seen yet at step t
+        scores = (prior + match).masked_fill(later, float("-inf"))
+        logits = torch.cat([scores, heads[:, :, n_memory : n_memory + 1]], 2)  # (B, T, T + 1, h, w)
+        weights = torch.softmax(logits, 2)
+        out = torch.einsum("btjhw,bjphw->btphw", weights[:, :, :-1], patches) + weights[:, :, -1:] * heads[:, :, n_memory + 1 :]
+        mem.update(memory=patches.flip(1), keys=keys.flip(1), previous_key=keys_now[:, -1])
+        return unpatchify(out.flatten(0, 1), p).unflatten(0, (batch, n_context))
+
+    # False: every step of the context one by one (the reference the batched context is tested against,
+    # and what `vidpred bench models` times it against); the results agree to float rounding.
+    batched_context: bool = True
 
     def rollout(self, context: torch.Tensor, future: torch.Tensor | None, n_future: int,
                 masks: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Predictions of frames 1 … n_context + n_future − 1, (B, T − 1, 1, H, W), and the
-        auxiliary loss averaged over steps. Without ``masks`` the future is the model's own (inference)."""
+        auxiliary loss averaged over steps. Without ``masks`` the future is the model's own (inference).
+
+        When the context is fed as it is (inference, plain scheduled sampling, V2 once its schedule
+        ends), no prediction inside it feeds back, so the rollout batches what does not depend on the
+        step: the first layer's input convolution over all context frames, and the whole read-out of
+        the context steps (:meth:`read_context`). Only the cells' recurrence runs step by step there.
+        """
         batch, n_context = context.shape[:2]
         state = self.init_state(batch, context)
         predictions, aux_total = [], context.new_zeros(())
         # With an all-true context mask (plain scheduled sampling) the context is fed as is: a
         # torch.where would tie every input to the previous prediction and double backward's work.
         mix_context = masks is not None and not bool(masks[0].all())
-        retrieving = self.config.output == "retrieve"
-        n_memory = self.memory_size()
         p = self.config.patch_size
-        # memory: (B, seen, p², h, w), the inputs so far, newest first; keys: (B, seen, hidden, h, w), one
-        # per remembered input. Both grow by one slot a step (up to n_memory), so step t works on t + 1 slots.
-        memory, keys, previous_key = None, None, None
-        window = getattr(self.config, "analogue_window", 0) if retrieving else 0
-        if window:  # (B, L, L) pixel distances between inputs, filled as they arrive; no gradient
-            length = n_context + n_future
-            distances = context.new_zeros(batch, length, length)
-            seen_frames = context.new_zeros(batch, length, context[0, 0].numel())
-        for t in range(n_context + n_future - 1):
+        mem = {}
+        if self.config.output == "retrieve" and getattr(self.config, "analogue_window", 0):
+            length = n_context + n_future  # (B, L, L) pixel distances between inputs, filled as they arrive
+            mem.update(distances=context.new_zeros(batch, length, length),
+                       frames=context.new_zeros(batch, length, context[0, 0].numel()))
+            mem["scratch"] = torch.empty_like(mem["frames"])
+        start = 0
+        if (self.batched_context and not mix_context and self.config.output == "retrieve"
+                and getattr(self, "record", None) is None):
+            patches = patchify(context.flatten(0, 1), p).unflatten(0, (batch, n_context))  # (B, T, p², h, w)
+            # unbind, not [:, t]: one backward node for all steps instead of a full-size zero gradient per step
+            projected = self.project_input(patches).unbind(1)
+            tops = []
+            for t in range(n_context):
+                top, state, aux = self.step(patches[:, t], state, projected[t])
+                tops.append(top)
+                aux_total = aux_total + aux
+            predictions = list(self.read_context(context, patches, torch.stack(tops, 1), mem).unbind(1))
+            start = n_context
+        for t in range(start, n_context + n_future - 1):
             if t < n_context:
                 frame = context[:, t]
                 if mix_context and t > 0:
@@ -279,35 +416,9 @@ class RecurrentPredictor(Predictor):
                 frame = torch.where(keep, future[:, t - n_context], predictions[-1])
             else:
                 frame = predictions[-1]
-            if retrieving:  # the inputs so far, newest first
-                patch = patchify(frame, p)[:, None]
-                memory = patch if memory is None else torch.cat([patch, memory[:, : n_memory - 1]], 1)
-            top, state, aux = self.step(frame, state)  # (B, hidden, h, w)
-            match = None
-            if retrieving:
-                # "When did the state last look like now? What came next is my prediction." Frame t
-                # is remembered under the key of the state that predicted it (step t − 1), and the
-                # query of the state now (step t) looks for a match among those keys.
-                features = torch.cat([top, memory[:, 0]], 1)  # (B, hidden + p², h, w)
-                key_now = self.key(features)
-                key_before = (previous_key if previous_key is not None else torch.zeros_like(key_now))[:, None]
-                keys = key_before if keys is None else torch.cat([key_before, keys[:, : n_memory - 1]], 1)
-                query = self.query(features)[:, None]  # (B, 1, hidden, h, w)
-                match = (query * keys).sum(2) / top.shape[1] ** 0.5  # (B, seen, h, w)
-                previous_key = key_now
-                if window:
-                    with torch.no_grad():
-                        seen_frames[:, t] = frame.flatten(1)
-                        add_distances(seen_frames, distances, t)
-                    analogue = self.analogue_scores(distances, t, match.shape[1])
-            head = self.head(top)
-            if window:
-                # Per patch, how much the analogue's choice counts: a patch where nothing moves does better
-                # spreading its weight over many frames (their noise averages out) than copying one.
-                match = match + analogue * torch.sigmoid(head[:, -1:])
-                head = head[:, :-1]
-            next_frame = self.readout(head, frame, memory, match)
-            predictions.append(next_frame)
+            x = patchify(frame, p)
+            top, state, aux = self.step(x, state)  # (B, hidden, h, w)
+            predictions.append(self.read(t, frame, x, top, mem))
             aux_total = aux_total + aux
         return torch.stack(predictions, 1), aux_total / len(predictions)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .base import Predictor, add_distances, analogue_distances
+from .base import Predictor, add_distances, analogue_distances, pairwise_distances
 
 
 @dataclass
@@ -117,17 +117,15 @@ class Analogue(Predictor):
         batch, n_context = context.shape[:2]
         length = n_context + n_future - 1  # every input of the rollout
         frames = context.new_zeros(batch, length, context[0, 0].numel())
+        scratch = torch.empty_like(frames)  # see add_distances
         distances = context.new_zeros(batch, length, length)
         frames[:, :n_context] = context.flatten(2)
-        flat = context.flatten(2).double()  # ‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b, one batched product, in float64
-        norms = flat.square().sum(2)
-        square = norms[:, :, None] + norms[:, None, :] - 2 * flat @ flat.transpose(1, 2)
-        distances[:, :n_context, :n_context] = (square.clamp(min=0) / flat.shape[2]).to(distances.dtype)
+        distances[:, :n_context, :n_context] = pairwise_distances(context.flatten(2))
         predictions = []
         for t in range(n_context - 1, length):
             if t >= n_context:  # the previous prediction is the newest input
                 frames[:, t] = predictions[-1].flatten(1)
-                add_distances(frames, distances, t)
+                add_distances(frames, distances, t, scratch)
             forward, mirror = analogue_distances(distances, t, self.config.window)
             scores = -forward / self.config.temperature
             if self.config.mirror:
@@ -136,7 +134,6 @@ class Analogue(Predictor):
             no_analogue = ~torch.isfinite(scores).any(1, keepdim=True)
             scores = scores.masked_fill(no_analogue, float("-inf"))
             scores[:, 0:1] = scores[:, 0:1].masked_fill(no_analogue, 0.0)
-            weights = torch.softmax(scores, 1)  # (B, t + 1), newest first
-            candidates = frames[:, : t + 1].flip(1)
-            predictions.append((weights[:, :, None] * candidates).sum(1).view_as(context[:, 0]))
+            weights = torch.softmax(scores, 1).flip(1)  # (B, t + 1), oldest first like the frames
+            predictions.append(torch.bmm(weights[:, None], frames[:, : t + 1]).view_as(context[:, 0]))
         return torch.stack(predictions, 1)  # (B, n_future, 1, H, W)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .base import RecurrentPredictor, patchify
+from .base import RecurrentPredictor
 
 
 @dataclass
@@ -35,13 +36,23 @@ class ConvLSTMCell(nn.Module):
 
     def __init__(self, in_channels: int, hidden: int, kernel_size: int, forget_bias: float):
         super().__init__()
-        self.hidden = hidden
+        self.hidden, self.in_channels = hidden, in_channels
         self.gates = nn.Conv2d(in_channels + hidden, 4 * hidden, kernel_size, padding=kernel_size // 2)
         with torch.no_grad():
             self.gates.bias[hidden : 2 * hidden].fill_(forget_bias)
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        i, f, g, o = self.gates(torch.cat([x, h], 1)).chunk(4, 1)  # each (B, hidden, h, w)
+    def project_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The part of the gates that comes from ``x`` alone (bias included): the convolution is linear,
+        so it splits into a convolution of x and one of h, and x's can run for many frames at once."""
+        return F.conv2d(x, self.gates.weight[:, : self.in_channels], self.gates.bias, padding=self.gates.padding)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+                projected: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if projected is None:
+            gates = self.gates(torch.cat([x, h], 1))
+        else:  # x's part computed ahead (project_input): only h's convolution is left
+            gates = projected + F.conv2d(h, self.gates.weight[:, self.in_channels :], padding=self.gates.padding)
+        i, f, g, o = gates.chunk(4, 1)  # each (B, hidden, h, w)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
@@ -65,11 +76,14 @@ class ConvLSTM(RecurrentPredictor):
         size = like.shape[-1] // self.config.patch_size
         return [(like.new_zeros(batch, cell.hidden, size, size),) * 2 for cell in self.cells]
 
-    def step(self, frame: torch.Tensor, state):
-        x = patchify(frame, self.config.patch_size)  # (B, p², H/p, W/p)
-        new_state = []
+    def project_input(self, patches: torch.Tensor) -> torch.Tensor:
+        """The first cell's input convolution of (B, T, p², h, w) patched frames, all T at once."""
+        return self.cells[0].project_input(patches.flatten(0, 1)).unflatten(0, patches.shape[:2])
+
+    def step(self, x: torch.Tensor, state, projected: torch.Tensor | None = None):
+        new_state = []  # x: the input frame in patches, (B, p², H/p, W/p)
         for cell, (h, c) in zip(self.cells, state):
-            h, c = cell(x, h, c)
+            h, c = cell(x, h, c, projected)
             new_state.append((h, c))
-            x = h
-        return x, new_state, frame.new_zeros(())
+            x, projected = h, None
+        return x, new_state, x.new_zeros(())

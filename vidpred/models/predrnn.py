@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import RecurrentPredictor, patchify
+from .base import RecurrentPredictor
 
 
 @dataclass
@@ -50,8 +50,9 @@ class SpatioTemporalLSTMCell(nn.Module):
         # V2 decoupling: a shared adapter maps both increments into one space before comparing.
         self.adapter = nn.Conv2d(hidden, hidden, 1, bias=False) if decoupling else None
 
-    def forward(self, x, h, c, m):
-        xi, xf, xg, xi_m, xf_m, xg_m, xo = self.conv_x(x).chunk(7, 1)
+    def forward(self, x, h, c, m, projected=None):
+        """``projected``: ``conv_x(x)`` when computed ahead (for all context frames at once)."""
+        xi, xf, xg, xi_m, xf_m, xg_m, xo = (self.conv_x(x) if projected is None else projected).chunk(7, 1)
         hi, hf, hg, ho = self.conv_h(h).chunk(4, 1)
         mi, mf, mg = self.conv_m(m).chunk(3, 1)
         # Temporal memory C: a standard LSTM update driven by x and h.
@@ -94,16 +95,19 @@ class PredRNN(RecurrentPredictor):
         zeros = like.new_zeros(batch, self.config.hidden[0], size, size)
         return [(zeros, zeros) for _ in self.cells], zeros  # per-layer (h, c), and M
 
-    def step(self, frame: torch.Tensor, state):
+    def project_input(self, patches: torch.Tensor) -> torch.Tensor:
+        """The first cell's input convolution of (B, T, p², h, w) patched frames, all T at once."""
+        return self.cells[0].conv_x(patches.flatten(0, 1)).unflatten(0, patches.shape[:2])
+
+    def step(self, x: torch.Tensor, state, projected: torch.Tensor | None = None):
         layers, m = state  # m left the top layer at the previous step: the zigzag
-        x = patchify(frame, self.config.patch_size)  # (B, p², H/p, W/p)
-        new_layers, aux = [], frame.new_zeros(())
+        new_layers, aux = [], x.new_zeros(())  # x: the input frame in patches, (B, p², H/p, W/p)
         for cell, (h, c) in zip(self.cells, layers):
-            h, c, m, delta_c, delta_m = cell(x, h, c, m)
+            h, c, m, delta_c, delta_m = cell(x, h, c, m, projected)
             if self.config.decouple_beta > 0 and self.training:
                 aux = aux + self.config.decouple_beta * cell.decoupling_loss(delta_c, delta_m)
             new_layers.append((h, c))
-            x = h
+            x, projected = h, None
         return x, (new_layers, m), aux / len(self.cells)
 
 

@@ -67,6 +67,7 @@ def ship(profile: str = "book", models=None, runs: str | Path = "runs/ship", dev
         entry = {"model_config": state["model_config"], "train_config": state["train_config"],
                  "data_config": state["data_config"], "steps": state["step"],
                  "train_seconds": state["train_seconds"], "device": state["device"],
+                 "precision": state["precision"],
                  "torch_version": state["torch_version"], "threads": torch.get_num_threads(),
                  "test": {k: result[k] for k in HEADLINE}}
         manifest = update_manifest(out, {}, {name: entry})
