@@ -93,3 +93,18 @@ def test_bench_models_times_the_fast_step_beside_the_reference_and_without_the_a
         assert row["analogue_step_cost"] == pytest.approx(
             row["train_ms_per_step"] / row["train_ms_per_step_without_analogue"])
     assert "train_ms_per_step" not in rows["analogue"]  # nothing to train
+
+
+def test_bench_curves_trains_the_fast_and_the_reference_step_from_one_seed():
+    from vidpred.bench import bench_curves
+    from vidpred.train import amp_dtype
+
+    result = bench_curves("smoke", models=["convlstm", "transformer"], fraction=0.2)
+    assert result["fast_precision"] == ("bfloat16" if amp_dtype(torch.device("cpu"), True) else "float32")
+    for row in result["models"]:
+        reference, fast = row["reference"], row["fast"]
+        assert [s for s, _ in reference["val_mse"]] == [s for s, _ in fast["val_mse"]] and reference["val_mse"]
+        assert row["largest_relative_gap"] == pytest.approx(
+            max(abs(f - r) / r for (_, r), (_, f) in zip(reference["val_mse"], fast["val_mse"])))
+        assert row["speedup"] == pytest.approx(reference["train_seconds"] / fast["train_seconds"])
+        assert 0 < fast["test_mse"] < 1

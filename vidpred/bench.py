@@ -192,6 +192,45 @@ def bench_train(profile: str | None = None) -> dict:
             "train_configs": {n: dataclasses.asdict(prof.train_config(n)) for n in LEARNED}}
 
 
+def bench_curves(profile: str | None = None, models=None, fraction: float = 1 / 3) -> dict:
+    """Does the fast step learn what the reference step learns? Per model, two runs from the same seed, on
+    the same batches, for ``fraction`` of the profile's steps: the step as ``fit`` runs it (batched context,
+    mixed precision where the CPU has it) and the reference (step by step, float32). Returns both
+    validation curves, their largest relative gap, the test MSE and the training seconds of each."""
+    from .data import windows
+    from .models import LEARNED, build
+    from .train import amp_dtype, fit, validation_mse
+
+    prof = get_profile(profile)
+    datasets = windows(prof.data)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in models or LEARNED:
+            base = prof.train_config(name)
+            steps = max(2, int(base.steps * fraction))
+            every = max(1, steps // 6)
+            runs = {}
+            for kind in ("reference", "fast"):
+                cfg = dataclasses.replace(base, steps=steps, eval_every=every, checkpoint_every=steps,
+                                          amp=kind == "fast")
+                torch.manual_seed(cfg.seed)
+                model = build(name, **prof.model_config(name))
+                if hasattr(model, "batched_context"):
+                    model.batched_context = kind == "fast"
+                result = fit(model, datasets["train"], datasets["val"], cfg, Path(tmp) / name / kind, prof.data,
+                             progress=False)
+                runs[kind] = {"val_mse": [[r["step"] + 1, r["val_mse"]] for r in result.history if r["kind"] == "val"],
+                              "train_seconds": result.train_seconds,
+                              "test_mse": validation_mse(model, datasets["test"], 16, 10**9, torch.device("cpu"))}
+            pairs = zip(runs["reference"]["val_mse"], runs["fast"]["val_mse"])
+            gap = max(abs(fast - ref) / ref for (_, ref), (_, fast) in pairs)
+            rows.append({"model": name, "steps": steps, **runs, "largest_relative_gap": gap,
+                         "speedup": runs["reference"]["train_seconds"] / runs["fast"]["train_seconds"]})
+    precision = amp_dtype(torch.device("cpu"), True)
+    return {"machine": machine(), "profile": prof.name, "threads": torch.get_num_threads(),
+            "fast_precision": str(precision or torch.float32).removeprefix("torch."), "models": rows}
+
+
 def test_probe(test, batch_size: int = 32):
     """A probe for :func:`vidpred.train.fit`: whole-frame and moving-pixel MSE on ``test``."""
     from .evaluate import evaluate_model
@@ -376,4 +415,4 @@ def run(what: str, profile: str | None = None, **options) -> dict:
     if what == "app":
         return bench_app(profile, **options)
     return {"data": bench_data, "models": bench_models, "train": bench_train, "quality": bench_quality,
-            "analogue": bench_analogue}[what](profile)
+            "analogue": bench_analogue, "curves": bench_curves}[what](profile)

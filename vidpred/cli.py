@@ -382,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
     p.set_defaults(func=cmd_app)
     p = sub.add_parser("bench", help="benchmarks; write JSON")
-    p.add_argument("what", choices=("data", "models", "train", "quality", "analogue", "app"))
+    p.add_argument("what", choices=("data", "models", "train", "quality", "analogue", "curves", "app"))
     p.add_argument("--profile", choices=PROFILES, default=None)
     p.add_argument("--out", help="JSON path (default bench/<what>.json)")
     p.add_argument("--clients", type=positive_int, default=20, help="app: concurrent gradio_client callers")
