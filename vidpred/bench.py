@@ -84,14 +84,14 @@ WITHOUT_ANALOGUE = {"convlstm": {"analogue_window": 0}, "predrnn": {"analogue_wi
 
 
 def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int, dtype: torch.dtype | None = None,
-               batched: bool = True) -> list[float]:
+               lean: bool = True) -> list[float]:
     """Seconds of ``iters`` training steps (fwd + bwd + AdamW), after one untimed step. ``dtype``: the
-    autocast dtype (None: float32); ``batched``: the recurrent models' batched context (False: the
-    step-by-step reference, see :attr:`vidpred.models.base.RecurrentPredictor.batched_context`)."""
+    autocast dtype (None: float32); ``lean``: the recurrent models' lean step (False: the step-by-step
+    reference, see :attr:`vidpred.models.base.RecurrentPredictor.lean_step`)."""
     optimizer = torch.optim.AdamW(model.parameters())
     model.train()
-    if hasattr(model, "batched_context"):
-        model.batched_context = batched
+    if hasattr(model, "lean_step"):
+        model.lean_step = lean
     times = []
     try:
         for i in range(iters + 1):
@@ -106,14 +106,14 @@ def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int, d
             if i:
                 times.append(time.perf_counter() - tic)
     finally:
-        if hasattr(model, "batched_context"):
-            model.batched_context = True
+        if hasattr(model, "lean_step"):
+            model.lean_step = True
     return times
 
 
 def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5) -> dict:
     """Per model: parameters, FLOPs, inference latency and throughput, and the training step as training
-    runs it (batched context, mixed precision where :func:`vidpred.train.amp_dtype` picks it) beside the
+    runs it (the lean step, mixed precision where :func:`vidpred.train.amp_dtype` picks it) beside the
     reference step (step by step, float32: the step before the speed-up) and beside the same model without
     the analogue's help, each the median of three interleaved rounds of ``iters`` steps."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -147,8 +147,8 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5) -> 
                 variants["without_analogue"] = (without, dtype, True)
             times = {key: [] for key in variants}
             for _ in range(3):  # interleaved rounds
-                for key, (variant, variant_dtype, batched) in variants.items():
-                    times[key] += step_times(variant, context, future, iters, variant_dtype, batched)
+                for key, (variant, variant_dtype, lean) in variants.items():
+                    times[key] += step_times(variant, context, future, iters, variant_dtype, lean)
             seconds, reference = float(np.median(times["fast"])), float(np.median(times["reference"]))
             row.update(train_iter_per_s=1 / seconds, train_ms_per_step=seconds * 1000, train_clips_per_s=batch / seconds,
                        train_precision=str(dtype or torch.float32).removeprefix("torch."),
@@ -194,7 +194,7 @@ def bench_train(profile: str | None = None) -> dict:
 
 def bench_curves(profile: str | None = None, models=None, fraction: float = 1 / 3) -> dict:
     """Does the fast step learn what the reference step learns? Per model, two runs from the same seed, on
-    the same batches, for ``fraction`` of the profile's steps: the step as ``fit`` runs it (batched context,
+    the same batches, for ``fraction`` of the profile's steps: the step as ``fit`` runs it (the lean step,
     mixed precision where the CPU has it) and the reference (step by step, float32). Returns both
     validation curves, their largest relative gap, the test MSE and the training seconds of each."""
     from .data import windows
@@ -215,8 +215,8 @@ def bench_curves(profile: str | None = None, models=None, fraction: float = 1 / 
                                           amp=kind == "fast")
                 torch.manual_seed(cfg.seed)
                 model = build(name, **prof.model_config(name))
-                if hasattr(model, "batched_context"):
-                    model.batched_context = kind == "fast"
+                if hasattr(model, "lean_step"):
+                    model.lean_step = kind == "fast"
                 result = fit(model, datasets["train"], datasets["val"], cfg, Path(tmp) / name / kind, prof.data,
                              progress=False)
                 runs[kind] = {"val_mse": [[r["step"] + 1, r["val_mse"]] for r in result.history if r["kind"] == "val"],

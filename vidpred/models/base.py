@@ -76,6 +76,17 @@ def full_precision(like: torch.Tensor):
     return torch.autocast(like.device.type, enabled=False)
 
 
+def autocast_weights(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``tensors`` in the dtype autocast would give them (unchanged without autocast). For weights a
+    rollout builds once (merged from several parameters) and uses at every step: autocast caches its
+    casts of parameters, but not of tensors computed from them, so it would cast those at every call."""
+    device = tensors[0].device.type
+    if not torch.is_autocast_enabled(device):
+        return tensors
+    dtype = torch.get_autocast_dtype(device)
+    return tuple(t.to(dtype) for t in tensors)
+
+
 def blend_output(frame: torch.Tensor, head: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Next frame from the head's 2·p² channels: a per-pixel gate between the input frame and a new frame.
 
@@ -198,11 +209,11 @@ OUTPUTS = ("retrieve", "gated")  # the recurrent models' read-outs
 class RecurrentPredictor(Predictor):
     """Frame-by-frame rollout shared by ConvLSTM and PredRNN.
 
-    Subclasses implement ``init_state(batch, like)``, ``step(x, state, projected=None) -> (top, state,
-    aux_loss)`` where ``x`` is the input frame in patches, ``top`` the top layer's hidden state on the
-    patch grid and ``projected`` the first layer's input convolution of ``x`` when it was computed
-    ahead (:meth:`project_input`, for all context frames at once); :meth:`read` turns ``top`` into the
-    next frame. At step t the input is frame t (ground truth or the previous
+    Subclasses implement ``init_state(batch, like)``, ``step(x, state, projected=None, weights=None) ->
+    (top, state, aux_loss)`` where ``x`` is the input frame in patches, ``top`` the top layer's hidden
+    state on the patch grid, ``projected`` the first layer's input convolution of ``x`` when it was
+    computed ahead (``project_input(patches, weights)``, for all context frames at once) and ``weights``
+    what :meth:`cell_weights` built for the rollout; :meth:`read` turns ``top`` into the next frame. At step t the input is frame t (ground truth or the previous
     prediction) and the output is the prediction of frame t + 1, so nothing at or after t + 1 is seen.
 
     Read-outs (``config.output``): ``"retrieve"`` mixes every input frame so far (newest first: the
@@ -251,16 +262,17 @@ class RecurrentPredictor(Predictor):
                     self.head.weight[-1].zero_()
                     self.head.bias[-1] = 4.0
 
-    def readout(self, head: torch.Tensor, frame: torch.Tensor, memory: torch.Tensor | None,
-                match: torch.Tensor | None = None) -> torch.Tensor:
+    def readout(self, head: torch.Tensor, frame: torch.Tensor, memory, match: torch.Tensor | None = None) -> torch.Tensor:
         """The next frame (B, 1, H, W) from the head's output; ``memory`` (B, seen, p², h, w) holds the
-        patched inputs seen so far, newest first (at most :meth:`memory_size`), and ``match`` their
+        patched inputs seen so far, newest first (at most :meth:`memory_size`), or a list of such parts
+        that follow each other (the lean step keeps the context's part fixed), and ``match`` their
         pointer scores (B, seen, h, w). The head scores every slot the memory can grow to; the slots not
         seen yet are left out (exactly as a score of −inf would), so early steps cost less."""
         p = self.config.patch_size
         if self.config.output == "gated":
             return blend_output(frame, head, p)
-        n_memory, seen = self.memory_size(), memory.shape[1]
+        parts = [memory] if torch.is_tensor(memory) else memory
+        n_memory, seen = self.memory_size(), sum(part.shape[1] for part in parts)
         scores = head[:, :seen] if match is None else head[:, :seen] + match
         logits = torch.cat([scores, head[:, n_memory : n_memory + 1]], 1)  # (B, seen + 1, h, w)
         new = head[:, n_memory + 1 :]
@@ -268,7 +280,31 @@ class RecurrentPredictor(Predictor):
             weights = torch.softmax(logits, 1).mean((2, 3))
             self.record.append(torch.cat([weights[:, :seen], weights.new_zeros(len(weights), n_memory - seen),
                                           weights[:, seen:]], 1))
-        return unpatchify(retrieve(logits, memory, new), p)  # (B, 1, H, W)
+        if len(parts) == 1:
+            return unpatchify(retrieve(logits, parts[0], new), p)  # (B, 1, H, W)
+        *weights, weight_new = torch.softmax(logits, 1).split([part.shape[1] for part in parts] + [1], 1)
+        mixed = sum((w[:, :, None] * part).sum(1) for w, part in zip(weights, parts))
+        return unpatchify(mixed + weight_new * new, p)  # (B, 1, H, W), as retrieve computes it
+
+    def readout_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head, key and query 1×1 convolutions as one, over ``[top, x]`` (the head reads only ``top``):
+        weight (head channels + 2·hidden, hidden + p², 1, 1) and bias; the lean step builds it once per
+        rollout and runs one convolution per step instead of three."""
+        head = self.head.weight
+        zeros = head.new_zeros(head.shape[0], self.key.weight.shape[1] - head.shape[1], 1, 1)
+        weight = torch.cat([torch.cat([head, zeros], 1), self.key.weight, self.query.weight])
+        bias = torch.cat([self.head.bias, head.new_zeros(2 * self.key.weight.shape[0])])
+        return weight, bias
+
+    def head_key_query(self, features: torch.Tensor, top: torch.Tensor, mem: dict):
+        """The head's output, the key and the query of ``features`` = ``[top, x]`` (B, hidden + p², h, w):
+        one merged convolution on the lean step (``mem["readout"]``), three on the reference."""
+        if "readout" not in mem:
+            return self.head(top), self.key(features), self.query(features)
+        out = F.conv2d(features, *mem["readout"])
+        n_key = self.key.weight.shape[0]
+        # split, not slices: backward then joins the three gradients instead of padding each with zeros
+        return out.split([out.shape[1] - 2 * n_key, n_key, n_key], 1)
 
     def analogue_scores(self, windows: torch.Tensor, times: tuple[int, ...]) -> torch.Tensor:
         """Global pointer scores (B, T, J) from :func:`analogue_windows` (B, 2, T, J): the log of
@@ -297,29 +333,43 @@ class RecurrentPredictor(Predictor):
         if self.config.output != "retrieve":
             return self.readout(self.head(top), frame, None)
         n_memory = self.memory_size()
-        # memory: (B, seen, p², h, w), the inputs so far, newest first; keys: (B, seen, hidden, h, w), one
-        # per remembered input. Both grow by one slot a step (up to n_memory), so step t works on t + 1 slots.
-        memory = mem.get("memory")
-        memory = x[:, None] if memory is None else torch.cat([x[:, None], memory[:, : n_memory - 1]], 1)
         # "When did the state last look like now? What came next is my prediction." Frame t is
         # remembered under the key of the state that predicted it (step t − 1), and the query of the
         # state now (step t) looks for a match among those keys.
         features = torch.cat([top, x], 1)  # (B, hidden + p², h, w)
-        key_now = self.key(features)
+        head, key_now, query = self.head_key_query(features, top, mem)
         previous = mem.get("previous_key")
         key_before = (previous if previous is not None else torch.zeros_like(key_now))[:, None]
-        keys = mem.get("keys")
-        keys = key_before if keys is None else torch.cat([key_before, keys[:, : n_memory - 1]], 1)
-        query = self.query(features)[:, None]  # (B, 1, hidden, h, w)
-        match = (query * keys).sum(2) / top.shape[1] ** 0.5  # (B, seen, h, w)
-        mem.update(memory=memory, keys=keys, previous_key=key_now)
-        head = self.head(top)
+        mem["previous_key"] = key_now
+        if "context_memory" in mem and t < n_memory:
+            # After the batched context (read_context): the context's inputs and keys stay one fixed part
+            # and the free-running inputs are stacked in front of them, so no step copies (or, in
+            # backward, pads with zeros) the whole memory. The same slots, newest first, as below.
+            mem["future_memory"].insert(0, x[:, None])
+            mem["future_keys"].insert(0, key_before)
+            memory = [torch.cat(mem["future_memory"], 1), mem["context_memory"]]
+            keys = [torch.cat(mem["future_keys"], 1), mem["context_keys"]]
+            match = torch.cat([(query[:, None] * part).sum(2) for part in keys], 1) / top.shape[1] ** 0.5
+        else:
+            if "context_memory" in mem:  # more inputs than slots (a longer rollout): one tensor again
+                mem["memory"] = torch.cat([*mem.pop("future_memory"), mem.pop("context_memory")], 1)
+                mem["keys"] = torch.cat([*mem.pop("future_keys"), mem.pop("context_keys")], 1)
+            # memory: (B, seen, p², h, w), the inputs so far, newest first; keys: (B, seen, hidden, h, w),
+            # one per remembered input. Both grow by one slot a step (up to n_memory): step t works on
+            # t + 1 slots.
+            memory = mem.get("memory")
+            memory = x[:, None] if memory is None else torch.cat([x[:, None], memory[:, : n_memory - 1]], 1)
+            keys = mem.get("keys")
+            keys = key_before if keys is None else torch.cat([key_before, keys[:, : n_memory - 1]], 1)
+            match = (query[:, None] * keys).sum(2) / top.shape[1] ** 0.5  # (B, seen, h, w)
+            mem.update(memory=memory, keys=keys)
         if "distances" in mem:
             with torch.no_grad():
                 mem["frames"][:, t] = frame.flatten(1)
                 add_distances(mem["frames"], mem["distances"], t, mem["scratch"])
             windows = analogue_windows(mem["distances"], (t,), self.config.analogue_window)
             analogue = self.analogue_scores(windows, (t,))[:, 0].flip(1)[:, :, None, None]  # newest first
+            analogue = analogue[:, : match.shape[1]]  # in a rollout longer than the memory, the slots it holds
             # Per patch, how much the analogue's choice counts: a patch where nothing moves does better
             # spreading its weight over many frames (their noise averages out) than copying one.
             match = match + analogue * torch.sigmoid(head[:, -1:])
@@ -338,36 +388,52 @@ class RecurrentPredictor(Predictor):
     def _read_context(self, context: torch.Tensor, patches: torch.Tensor, tops: torch.Tensor, mem: dict) -> torch.Tensor:
         batch, n_context = patches.shape[:2]
         n_memory, p = self.memory_size(), self.config.patch_size
-        heads = self.head(tops.flatten(0, 1)).unflatten(0, (batch, n_context))  # (B, T, channels, h, w)
         features = torch.cat([tops, patches], 2).flatten(0, 1)
-        keys_now = self.key(features).unflatten(0, (batch, n_context))  # (B, T, hidden, h, w)
-        queries = self.query(features).unflatten(0, (batch, n_context))
-        keys = torch.cat([torch.zeros_like(keys_now[:, :1]), keys_now[:, :-1]], 1)  # input j's key: step j − 1's
+        heads, keys_now, queries = (part.unflatten(0, (batch, n_context))  # (B, T, channels, h, w) each
+                                    for part in self.head_key_query(features, tops.flatten(0, 1), mem))
+        # split, not slices, here and below: backward joins the parts' gradients instead of padding each
+        # with zeros to the whole (B, T, …) size
+        keys_before, key_last = keys_now.split([n_context - 1, 1], 1)
+        keys = torch.cat([torch.zeros_like(key_last), keys_before], 1)  # input j's key: step j − 1's
         match = torch.einsum("btchw,bjchw->btjhw", queries, keys) / tops.shape[2] ** 0.5  # (B, T, T, h, w)
         t = torch.arange(n_context, device=patches.device)
+        analogue = "distances" in mem
+        slots, new_logit, new, *gate = heads.split([n_memory, 1, p * p] + [1] * analogue, 2)
         # The head scores slots newest first (slot s: input t − s); gather them oldest first.
         order = (t[:, None] - t[None, :]).clamp(min=0)  # (T, T): [t, j] -> slot t − j
-        prior = heads.gather(2, order[None, :, :, None, None].expand(batch, -1, -1, *heads.shape[-2:]))
-        if "distances" in mem:
+        prior = slots.gather(2, order[None, :, :, None, None].expand(batch, -1, -1, *heads.shape[-2:]))
+        if analogue:
             times = tuple(range(n_context))
             with torch.no_grad():
                 mem["frames"][:, :n_context] = context.flatten(2)
                 mem["distances"][:, :n_context, :n_context] = pairwise_distances(context.flatten(2))
             windows = analogue_windows(mem["distances"], times, self.config.analogue_window)
-            analogue = self.analogue_scores(windows, times)[..., None, None]  # (B, T, T, 1, 1)
-            match = match + analogue * torch.sigmoid(heads[:, :, -1:])
-            heads = heads[:, :, :-1]
+            scores = self.analogue_scores(windows, times)[..., None, None]  # (B, T, T, 1, 1)
+            match = match + scores * torch.sigmoid(gate[0])
         later = (t[None, :] > t[:, None])[None, :, :, None, None]  # input j is not seen yet at step t
         scores = (prior + match).masked_fill(later, float("-inf"))
-        logits = torch.cat([scores, heads[:, :, n_memory : n_memory + 1]], 2)  # (B, T, T + 1, h, w)
-        weights = torch.softmax(logits, 2)
-        out = torch.einsum("btjhw,bjphw->btphw", weights[:, :, :-1], patches) + weights[:, :, -1:] * heads[:, :, n_memory + 1 :]
-        mem.update(memory=patches.flip(1), keys=keys.flip(1), previous_key=keys_now[:, -1])
+        logits = torch.cat([scores, new_logit], 2)  # (B, T, T + 1, h, w)
+        weights, weight_new = torch.softmax(logits, 2).split([n_context, 1], 2)
+        out = torch.einsum("btjhw,bjphw->btphw", weights, patches) + weight_new * new
+        mem.update(context_memory=patches.flip(1), context_keys=keys.flip(1), previous_key=key_last[:, 0],
+                   future_memory=[], future_keys=[])
         return unpatchify(out.flatten(0, 1), p).unflatten(0, (batch, n_context))
 
-    # False: every step of the context one by one (the reference the batched context is tested against,
-    # and what `vidpred bench models` times it against); the results agree to float rounding.
-    batched_context: bool = True
+    # The lean step (True): merged convolutions (:meth:`cell_weights`, :meth:`readout_weights`) and, while
+    # the context is fed as it is, the batched context. False: the reference, every step one by one with
+    # each convolution as the paper writes it (what the lean step is tested against, and what
+    # `vidpred bench models` times it against); the results agree to float rounding.
+    lean_step: bool = True
+
+    def cell_weights(self):
+        """Weights the cells' lean step uses at every step, built once per rollout from the parameters
+        (merged convolutions, already in autocast's dtype), passed to :meth:`step`; None: none."""
+        return None
+
+    def rollout_aux(self, weights) -> torch.Tensor | float:
+        """Auxiliary loss the lean step's :meth:`step` left in ``weights`` to compute once for all steps
+        (summed over steps, as the steps would have returned it)."""
+        return 0.0
 
     def rollout(self, context: torch.Tensor, future: torch.Tensor | None, n_future: int,
                 masks: tuple[torch.Tensor, torch.Tensor] | None = None):
@@ -392,15 +458,19 @@ class RecurrentPredictor(Predictor):
             mem.update(distances=context.new_zeros(batch, length, length),
                        frames=context.new_zeros(batch, length, context[0, 0].numel()))
             mem["scratch"] = torch.empty_like(mem["frames"])
-        start = 0
-        if (self.batched_context and not mix_context and self.config.output == "retrieve"
+        start, weights = 0, None
+        if self.lean_step:
+            weights = self.cell_weights()
+            if self.config.output == "retrieve":
+                mem["readout"] = self.readout_weights()
+        if (self.lean_step and not mix_context and self.config.output == "retrieve"
                 and getattr(self, "record", None) is None):
             patches = patchify(context.flatten(0, 1), p).unflatten(0, (batch, n_context))  # (B, T, p², h, w)
             # unbind, not [:, t]: one backward node for all steps instead of a full-size zero gradient per step
-            projected = self.project_input(patches).unbind(1)
+            projected = self.project_input(patches, weights).unbind(1)
             tops = []
             for t in range(n_context):
-                top, state, aux = self.step(patches[:, t], state, projected[t])
+                top, state, aux = self.step(patches[:, t], state, projected[t], weights)
                 tops.append(top)
                 aux_total = aux_total + aux
             predictions = list(self.read_context(context, patches, torch.stack(tops, 1), mem).unbind(1))
@@ -417,9 +487,11 @@ class RecurrentPredictor(Predictor):
             else:
                 frame = predictions[-1]
             x = patchify(frame, p)
-            top, state, aux = self.step(x, state)  # (B, hidden, h, w)
+            top, state, aux = self.step(x, state, None, weights)  # (B, hidden, h, w)
             predictions.append(self.read(t, frame, x, top, mem))
             aux_total = aux_total + aux
+        if weights is not None:
+            aux_total = aux_total + self.rollout_aux(weights)
         return torch.stack(predictions, 1), aux_total / len(predictions)
 
     def forward(self, context: torch.Tensor, n_future: int = 15) -> torch.Tensor:

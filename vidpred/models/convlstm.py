@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import RecurrentPredictor
+from .base import RecurrentPredictor, autocast_weights
 
 
 @dataclass
@@ -41,17 +41,28 @@ class ConvLSTMCell(nn.Module):
         with torch.no_grad():
             self.gates.bias[hidden : 2 * hidden].fill_(forget_bias)
 
-    def project_input(self, x: torch.Tensor) -> torch.Tensor:
+    def split_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The gates' weight and bias, and the weight's ``x`` and ``h`` parts, in autocast's dtype: the
+        lean step casts and splits them once per rollout instead of at every step."""
+        weight, bias = autocast_weights(self.gates.weight, self.gates.bias)
+        return weight, bias, weight[:, : self.in_channels].contiguous(), weight[:, self.in_channels :].contiguous()
+
+    def project_input(self, x: torch.Tensor, weights=None) -> torch.Tensor:
         """The part of the gates that comes from ``x`` alone (bias included): the convolution is linear,
         so it splits into a convolution of x and one of h, and x's can run for many frames at once."""
-        return F.conv2d(x, self.gates.weight[:, : self.in_channels], self.gates.bias, padding=self.gates.padding)
+        _, bias, weight_x, _ = self.split_weights() if weights is None else weights
+        return F.conv2d(x, weight_x, bias, padding=self.gates.padding)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
-                projected: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                projected: torch.Tensor | None = None, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``weights``: :meth:`split_weights`, built once for a rollout (None: from the parameters)."""
+        if weights is None:
+            weights = (self.gates.weight, self.gates.bias, None, self.gates.weight[:, self.in_channels :])
+        weight, bias, _, weight_h = weights
         if projected is None:
-            gates = self.gates(torch.cat([x, h], 1))
+            gates = F.conv2d(torch.cat([x, h], 1), weight, bias, padding=self.gates.padding)
         else:  # x's part computed ahead (project_input): only h's convolution is left
-            gates = projected + F.conv2d(h, self.gates.weight[:, self.in_channels :], padding=self.gates.padding)
+            gates = projected + F.conv2d(h, weight_h, padding=self.gates.padding)
         i, f, g, o = gates.chunk(4, 1)  # each (B, hidden, h, w)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
@@ -76,14 +87,18 @@ class ConvLSTM(RecurrentPredictor):
         size = like.shape[-1] // self.config.patch_size
         return [(like.new_zeros(batch, cell.hidden, size, size),) * 2 for cell in self.cells]
 
-    def project_input(self, patches: torch.Tensor) -> torch.Tensor:
-        """The first cell's input convolution of (B, T, p², h, w) patched frames, all T at once."""
-        return self.cells[0].project_input(patches.flatten(0, 1)).unflatten(0, patches.shape[:2])
+    def cell_weights(self):
+        return [cell.split_weights() for cell in self.cells]
 
-    def step(self, x: torch.Tensor, state, projected: torch.Tensor | None = None):
+    def project_input(self, patches: torch.Tensor, weights=None) -> torch.Tensor:
+        """The first cell's input convolution of (B, T, p², h, w) patched frames, all T at once."""
+        first = None if weights is None else weights[0]
+        return self.cells[0].project_input(patches.flatten(0, 1), first).unflatten(0, patches.shape[:2])
+
+    def step(self, x: torch.Tensor, state, projected: torch.Tensor | None = None, weights=None):
         new_state = []  # x: the input frame in patches, (B, p², H/p, W/p)
-        for cell, (h, c) in zip(self.cells, state):
-            h, c = cell(x, h, c, projected)
+        for i, (cell, (h, c)) in enumerate(zip(self.cells, state)):
+            h, c = cell(x, h, c, projected, None if weights is None else weights[i])
             new_state.append((h, c))
             x, projected = h, None
         return x, new_state, x.new_zeros(())

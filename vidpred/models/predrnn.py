@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import RecurrentPredictor
+from .base import RecurrentPredictor, autocast_weights
 
 
 @dataclass
@@ -66,6 +66,52 @@ class SpatioTemporalLSTMCell(nn.Module):
         h = o * torch.tanh(self.conv_last(memory))
         return h, c, m, delta_c, delta_m
 
+    def merged_weights(self) -> dict:
+        """The cell's five convolutions as the lean step runs them, built once per rollout (in autocast's
+        dtype). Gates in the order i, f, g, o, i′, f′, g′ (′: M's), the forget bias folded into the bias:
+
+        * ``gates``: one convolution over ``[x, h, m]``. x's weight feeds every gate, h's the four of C
+          and o, m's the three of M (zeros elsewhere); the sums ``x·i + h·i`` of the paper's cell happen
+          inside the convolution;
+        * ``x`` and ``hm``: the same split into x's part (the first layer runs it for all context frames
+          at once) and a grouped convolution over ``[h, m]`` (group 1: h → i, f, g, o; group 2: m → i′, f′,
+          g′ and one channel block of zeros, since groups need equal widths);
+        * ``memory``: ``conv_o`` and the 1×1 ``conv_last`` over ``[C, M]`` as one convolution (the 1×1
+          kernel at the centre of a k×k one).
+
+        Three convolutions a step (two when x's part was computed ahead) instead of five."""
+        n, k = self.hidden, self.conv_x.kernel_size[0]
+        wx, bx = self.conv_x.weight, self.conv_x.bias
+        wx, bx = torch.cat([wx[: 3 * n], wx[6 * n :], wx[3 * n : 6 * n]]), torch.cat([bx[: 3 * n], bx[6 * n :], bx[3 * n : 6 * n]])
+        wh, wm = self.conv_h.weight, self.conv_m.weight
+        forget = torch.zeros(8 * n, device=wx.device)
+        forget[n : 2 * n] = forget[5 * n : 6 * n] = self.forget_bias
+        bias_hm = torch.cat([self.conv_h.bias, self.conv_m.bias, wh.new_zeros(n)]) + forget
+        zeros = wh.new_zeros(4 * n, n, k, k)
+        gates = torch.cat([wx, torch.cat([wh, zeros[: 3 * n]]), torch.cat([zeros, wm])], 1)
+        last = F.pad(self.conv_last.weight, [k // 2] * 4)
+        return dict(zip(
+            ("gates", "gates_bias", "x", "x_bias", "hm", "hm_bias", "memory", "memory_bias"),
+            autocast_weights(gates, bx + bias_hm[: 7 * n], wx, bx, torch.cat([wh, wm, zeros[:n]]), bias_hm,
+                             torch.cat([self.conv_o.weight, last]), torch.cat([self.conv_o.bias, self.conv_last.bias]))))
+
+    def lean_forward(self, x, h, c, m, projected, weights: dict):
+        """:meth:`forward` with :meth:`merged_weights`; ``projected``: x's part (``weights["x"]``) computed ahead."""
+        pad = self.conv_x.padding
+        if projected is None:
+            gates = F.conv2d(torch.cat([x, h, m], 1), weights["gates"], weights["gates_bias"], padding=pad)
+        else:
+            hm = F.conv2d(torch.cat([h, m], 1), weights["hm"], weights["hm_bias"], padding=pad, groups=2)
+            gates = projected + hm[:, : 7 * self.hidden]
+        i, f, g, o, i_m, f_m, g_m = gates.chunk(7, 1)
+        delta_c = torch.sigmoid(i) * torch.tanh(g)
+        c = torch.sigmoid(f) * c + delta_c
+        delta_m = torch.sigmoid(i_m) * torch.tanh(g_m)
+        m = torch.sigmoid(f_m) * m + delta_m
+        o_memory, last = F.conv2d(torch.cat([c, m], 1), weights["memory"], weights["memory_bias"], padding=pad).chunk(2, 1)
+        h = torch.sigmoid(o + o_memory) * torch.tanh(last)
+        return h, c, m, delta_c, delta_m
+
     def decoupling_loss(self, delta_c: torch.Tensor, delta_m: torch.Tensor) -> torch.Tensor:
         """Mean |cosine similarity| per channel between the adapted memory increments."""
         dc = F.normalize(self.adapter(delta_c).flatten(2), dim=2)  # (B, hidden, h·w)
@@ -95,20 +141,47 @@ class PredRNN(RecurrentPredictor):
         zeros = like.new_zeros(batch, self.config.hidden[0], size, size)
         return [(zeros, zeros) for _ in self.cells], zeros  # per-layer (h, c), and M
 
-    def project_input(self, patches: torch.Tensor) -> torch.Tensor:
-        """The first cell's input convolution of (B, T, p², h, w) patched frames, all T at once."""
-        return self.cells[0].conv_x(patches.flatten(0, 1)).unflatten(0, patches.shape[:2])
+    def cell_weights(self):
+        return [cell.merged_weights() for cell in self.cells]
 
-    def step(self, x: torch.Tensor, state, projected: torch.Tensor | None = None):
+    def project_input(self, patches: torch.Tensor, weights=None) -> torch.Tensor:
+        """The first cell's input convolution of (B, T, p², h, w) patched frames, all T at once (with
+        ``weights``, :meth:`SpatioTemporalLSTMCell.merged_weights`'s x part, gates in its order)."""
+        flat = patches.flatten(0, 1)
+        if weights is None:
+            out = self.cells[0].conv_x(flat)
+        else:
+            out = F.conv2d(flat, weights[0]["x"], weights[0]["x_bias"], padding=self.cells[0].conv_x.padding)
+        return out.unflatten(0, patches.shape[:2])
+
+    def step(self, x: torch.Tensor, state, projected: torch.Tensor | None = None, weights=None):
         layers, m = state  # m left the top layer at the previous step: the zigzag
         new_layers, aux = [], x.new_zeros(())  # x: the input frame in patches, (B, p², H/p, W/p)
-        for cell, (h, c) in zip(self.cells, layers):
-            h, c, m, delta_c, delta_m = cell(x, h, c, m, projected)
+        for i, (cell, (h, c)) in enumerate(zip(self.cells, layers)):
+            if weights is None:
+                h, c, m, delta_c, delta_m = cell(x, h, c, m, projected)
+            else:
+                h, c, m, delta_c, delta_m = cell.lean_forward(x, h, c, m, projected, weights[i])
             if self.config.decouple_beta > 0 and self.training:
-                aux = aux + self.config.decouple_beta * cell.decoupling_loss(delta_c, delta_m)
+                if weights is None:
+                    aux = aux + self.config.decouple_beta * cell.decoupling_loss(delta_c, delta_m)
+                else:  # the lean step computes it for all steps at once: rollout_aux
+                    weights[i].setdefault("deltas", []).append((delta_c, delta_m))
             new_layers.append((h, c))
             x, projected = h, None
         return x, (new_layers, m), aux / len(self.cells)
+
+
+    def rollout_aux(self, weights) -> torch.Tensor:
+        """The decoupling loss of every step the lean step ran, summed over steps as :meth:`step` would
+        have: one adapter convolution per cell for all steps' increments instead of two per step."""
+        total = 0.0
+        for cell, cell_weights in zip(self.cells, weights):
+            deltas = cell_weights.pop("deltas", [])
+            if deltas:
+                delta_c, delta_m = (torch.cat(parts) for parts in zip(*deltas))  # (steps·B, hidden, h, w)
+                total = total + len(deltas) * self.config.decouple_beta * cell.decoupling_loss(delta_c, delta_m)
+        return total / len(self.cells)
 
 
 @dataclass

@@ -25,6 +25,7 @@ patch: the model learns where to trust the method of analogues and where its own
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -53,7 +54,18 @@ class TransformerConfig:
 OUT_CHANNELS = {"mix": 4, "gated": 2, "direct": 1, "residual": 1, "retrieve": 1}  # head outputs per pixel
 
 
+@functools.lru_cache(maxsize=8)
+def _later(length: int, device: str) -> torch.Tensor:
+    """(L, L): True where key j comes after query i (what causal attention masks out)."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+
+
 class Attention(nn.Module):
+    # On a CPU, attention as three explicit steps (scores, softmax, weighted sum) in float32: at these
+    # lengths (16 patches, 45 frames) and head width 16 the fused kernel is slower (`vidpred bench
+    # models`); False: always F.scaled_dot_product_attention (the reference, and the choice on a GPU).
+    explicit_on_cpu: bool = True
+
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
         self.heads, self.dropout = heads, dropout
@@ -74,7 +86,13 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
+        dropout = self.dropout if self.training else 0.0
+        if not (self.explicit_on_cpu and q.device.type == "cpu"):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
+        scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5  # (B', heads, L, L)
+        if causal:
+            scores = scores.masked_fill(_later(q.shape[-2], str(q.device)), float("-inf"))
+        return F.dropout(torch.softmax(scores, -1), dropout) @ v
 
 
 class FactorizedBlock(nn.Module):
@@ -100,6 +118,18 @@ class FactorizedBlock(nn.Module):
 class TransformerPredictor(Predictor):
     name = "transformer"
     Config = TransformerConfig
+
+    @property
+    def lean_step(self) -> bool:
+        """True (the default): attention as explicit steps on a CPU (:class:`Attention`); False: the
+        reference, the fused kernel everywhere (``vidpred bench models`` times one against the other)."""
+        return all(m.explicit_on_cpu for m in self.modules() if isinstance(m, Attention))
+
+    @lean_step.setter
+    def lean_step(self, lean: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.explicit_on_cpu = lean
 
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
