@@ -213,8 +213,9 @@ class RecurrentPredictor(Predictor):
     (top, state, aux_loss)`` where ``x`` is the input frame in patches, ``top`` the top layer's hidden
     state on the patch grid, ``projected`` the first layer's input convolution of ``x`` when it was
     computed ahead (``project_input(patches, weights)``, for all context frames at once) and ``weights``
-    what :meth:`cell_weights` built for the rollout; :meth:`read` turns ``top`` into the next frame. At step t the input is frame t (ground truth or the previous
-    prediction) and the output is the prediction of frame t + 1, so nothing at or after t + 1 is seen.
+    what :meth:`cell_weights` built for the rollout; :meth:`read` turns ``top`` into the next frame. At
+    step t the input is frame t (ground truth or the previous prediction) and the output is the
+    prediction of frame t + 1, so nothing at or after t + 1 is seen.
 
     Read-outs (``config.output``): ``"retrieve"`` mixes every input frame so far (newest first: the
     whole context stays in reach to the last predicted frame) and a new frame with per-patch softmax

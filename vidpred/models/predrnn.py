@@ -81,8 +81,8 @@ class SpatioTemporalLSTMCell(nn.Module):
 
         Three convolutions a step (two when x's part was computed ahead) instead of five."""
         n, k = self.hidden, self.conv_x.kernel_size[0]
-        wx, bx = self.conv_x.weight, self.conv_x.bias
-        wx, bx = torch.cat([wx[: 3 * n], wx[6 * n :], wx[3 * n : 6 * n]]), torch.cat([bx[: 3 * n], bx[6 * n :], bx[3 * n : 6 * n]])
+        # conv_x's gates come in the order i, f, g, i′, f′, g′, o: move o after g
+        wx, bx = (torch.cat([w[: 3 * n], w[6 * n :], w[3 * n : 6 * n]]) for w in (self.conv_x.weight, self.conv_x.bias))
         wh, wm = self.conv_h.weight, self.conv_m.weight
         forget = torch.zeros(8 * n, device=wx.device)
         forget[n : 2 * n] = forget[5 * n : 6 * n] = self.forget_bias
