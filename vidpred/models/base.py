@@ -441,10 +441,12 @@ class RecurrentPredictor(Predictor):
         """Predictions of frames 1 … n_context + n_future − 1, (B, T − 1, 1, H, W), and the
         auxiliary loss averaged over steps. Without ``masks`` the future is the model's own (inference).
 
-        When the context is fed as it is (inference, plain scheduled sampling, V2 once its schedule
-        ends), no prediction inside it feeds back, so the rollout batches what does not depend on the
-        step: the first layer's input convolution over all context frames, and the whole read-out of
-        the context steps (:meth:`read_context`). Only the cells' recurrence runs step by step there.
+        The lean step (:attr:`lean_step`) builds merged weights once (:meth:`cell_weights`,
+        :meth:`readout_weights`). When the context is fed as it is (inference, plain scheduled sampling,
+        V2 once its schedule ends), no prediction inside it feeds back, so it also batches what does not
+        depend on the step: the first layer's input convolution over all context frames, and the whole
+        read-out of the context steps (:meth:`read_context`). Only the cells' recurrence runs step by
+        step there.
         """
         batch, n_context = context.shape[:2]
         state = self.init_state(batch, context)
