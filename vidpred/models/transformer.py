@@ -89,7 +89,7 @@ class Attention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         if not (self.explicit_on_cpu and q.device.type == "cpu"):
             return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
-        scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5  # (B', heads, L, L)
+        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B', heads, L, L); scaling q costs less
         if causal:
             scores = scores.masked_fill(_later(q.shape[-2], str(q.device)), float("-inf"))
         return F.dropout(torch.softmax(scores, -1), dropout) @ v
