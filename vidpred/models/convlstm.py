@@ -41,28 +41,32 @@ class ConvLSTMCell(nn.Module):
         with torch.no_grad():
             self.gates.bias[hidden : 2 * hidden].fill_(forget_bias)
 
-    def split_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The gates' weight and bias, and the weight's ``x`` and ``h`` parts, in autocast's dtype: the
-        lean step casts and splits them once per rollout instead of at every step."""
+    def split_weights(self) -> tuple[torch.Tensor, ...]:
+        """The gates' weight and bias, and the weight's ``x`` and ``h`` parts, in autocast's dtype:
+        the lean step casts and splits them once per rollout instead of at every step."""
         weight, bias = autocast_weights(self.gates.weight, self.gates.bias)
-        return weight, bias, weight[:, : self.in_channels].contiguous(), weight[:, self.in_channels :].contiguous()
+        weight_x, weight_h = weight.split([self.in_channels, self.hidden], 1)
+        return weight, bias, weight_x.contiguous(), weight_h.contiguous()
 
     def project_input(self, x: torch.Tensor, weights=None) -> torch.Tensor:
-        """The part of the gates that comes from ``x`` alone (bias included): the convolution is linear,
-        so it splits into a convolution of x and one of h, and x's can run for many frames at once."""
+        """The part of the gates that comes from ``x`` alone (bias included): the convolution is
+        linear, so it splits into a convolution of x and one of h, and x's can run for many frames
+        at once."""
         _, bias, weight_x, _ = self.split_weights() if weights is None else weights
         return F.conv2d(x, weight_x, bias, padding=self.gates.padding)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
-                projected: torch.Tensor | None = None, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``weights``: :meth:`split_weights`, built once for a rollout (None: from the parameters)."""
+                projected: torch.Tensor | None = None, weights=None):
+        """``weights``: :meth:`split_weights`, built once for a rollout (None: the parameters)."""
+        pad = self.gates.padding
         if weights is None:
-            weights = (self.gates.weight, self.gates.bias, None, self.gates.weight[:, self.in_channels :])
+            weight_h = self.gates.weight[:, self.in_channels :]
+            weights = (self.gates.weight, self.gates.bias, None, weight_h)
         weight, bias, _, weight_h = weights
         if projected is None:
-            gates = F.conv2d(torch.cat([x, h], 1), weight, bias, padding=self.gates.padding)
+            gates = F.conv2d(torch.cat([x, h], 1), weight, bias, padding=pad)
         else:  # x's part computed ahead (project_input): only h's convolution is left
-            gates = projected + F.conv2d(h, weight_h, padding=self.gates.padding)
+            gates = projected + F.conv2d(h, weight_h, padding=pad)
         i, f, g, o = gates.chunk(4, 1)  # each (B, hidden, h, w)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)

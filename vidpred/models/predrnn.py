@@ -67,48 +67,56 @@ class SpatioTemporalLSTMCell(nn.Module):
         return h, c, m, delta_c, delta_m
 
     def merged_weights(self) -> dict:
-        """The cell's five convolutions as the lean step runs them, built once per rollout (in autocast's
-        dtype). Gates in the order i, f, g, o, i′, f′, g′ (′: M's), the forget bias folded into the bias:
+        """The cell's five convolutions as the lean step runs them, built once per rollout.
 
-        * ``gates``: one convolution over ``[x, h, m]``. x's weight feeds every gate, h's the four of C
-          and o, m's the three of M (zeros elsewhere); the sums ``x·i + h·i`` of the paper's cell happen
-          inside the convolution;
-        * ``x`` and ``hm``: the same split into x's part (the first layer runs it for all context frames
-          at once) and a grouped convolution over ``[h, m]`` (group 1: h → i, f, g, o; group 2: m → i′, f′,
-          g′ and one channel block of zeros, since groups need equal widths);
-        * ``memory``: ``conv_o`` and the 1×1 ``conv_last`` over ``[C, M]`` as one convolution (the 1×1
-          kernel at the centre of a k×k one).
+        Gates in the order i, f, g, o, i′, f′, g′ (′: M's), the forget bias folded into the bias:
+
+        * ``gates``: one convolution over ``[x, h, m]``: x's weight feeds every gate, h's the four
+          of C and o, m's the three of M (zeros elsewhere), and the sums ``x·i + h·i`` of the
+          paper's cell happen inside the convolution;
+        * ``x`` and ``hm``: the same, split into x's part (the first layer runs it for all context
+          frames at once) and a grouped convolution over ``[h, m]`` (h → i, f, g, o; m → i′, f′, g′
+          and a block of zeros: groups need equal widths);
+        * ``memory``: ``conv_o`` and the 1×1 ``conv_last`` over ``[C, M]`` as one convolution (the
+          1×1 kernel at the centre of a k×k one).
 
         Three convolutions a step (two when x's part was computed ahead) instead of five."""
         n, k = self.hidden, self.conv_x.kernel_size[0]
-        # conv_x's gates come in the order i, f, g, i′, f′, g′, o: move o after g
-        wx, bx = (torch.cat([w[: 3 * n], w[6 * n :], w[3 * n : 6 * n]]) for w in (self.conv_x.weight, self.conv_x.bias))
+        # conv_x's gates come as i, f, g, i′, f′, g′, o: move o after g
+        wx, bx = (torch.cat([w[: 3 * n], w[6 * n :], w[3 * n : 6 * n]])
+                  for w in (self.conv_x.weight, self.conv_x.bias))
         wh, wm = self.conv_h.weight, self.conv_m.weight
+        zeros = wh.new_zeros(4 * n, n, k, k)
         forget = torch.zeros(8 * n, device=wx.device)
         forget[n : 2 * n] = forget[5 * n : 6 * n] = self.forget_bias
         bias_hm = torch.cat([self.conv_h.bias, self.conv_m.bias, wh.new_zeros(n)]) + forget
-        zeros = wh.new_zeros(4 * n, n, k, k)
-        gates = torch.cat([wx, torch.cat([wh, zeros[: 3 * n]]), torch.cat([zeros, wm])], 1)
-        last = F.pad(self.conv_last.weight, [k // 2] * 4)
-        return dict(zip(
-            ("gates", "gates_bias", "x", "x_bias", "hm", "hm_bias", "memory", "memory_bias"),
-            autocast_weights(gates, bx + bias_hm[: 7 * n], wx, bx, torch.cat([wh, wm, zeros[:n]]), bias_hm,
-                             torch.cat([self.conv_o.weight, last]), torch.cat([self.conv_o.bias, self.conv_last.bias]))))
+        merged = {
+            "gates": torch.cat([wx, torch.cat([wh, zeros[: 3 * n]]), torch.cat([zeros, wm])], 1),
+            "gates_bias": bx + bias_hm[: 7 * n],
+            "x": wx, "x_bias": bx,
+            "hm": torch.cat([wh, wm, zeros[:n]]), "hm_bias": bias_hm,
+            "memory": torch.cat([self.conv_o.weight, F.pad(self.conv_last.weight, [k // 2] * 4)]),
+            "memory_bias": torch.cat([self.conv_o.bias, self.conv_last.bias]),
+        }
+        return dict(zip(merged, autocast_weights(*merged.values())))
 
     def lean_forward(self, x, h, c, m, projected, weights: dict):
-        """:meth:`forward` with :meth:`merged_weights`; ``projected``: x's part (``weights["x"]``) computed ahead."""
+        """:meth:`forward` with :meth:`merged_weights`; ``projected``: x's part computed ahead."""
         pad = self.conv_x.padding
         if projected is None:
-            gates = F.conv2d(torch.cat([x, h, m], 1), weights["gates"], weights["gates_bias"], padding=pad)
+            gates = F.conv2d(torch.cat([x, h, m], 1), weights["gates"], weights["gates_bias"],
+                             padding=pad)
         else:
-            hm = F.conv2d(torch.cat([h, m], 1), weights["hm"], weights["hm_bias"], padding=pad, groups=2)
+            hm = F.conv2d(torch.cat([h, m], 1), weights["hm"], weights["hm_bias"], padding=pad,
+                          groups=2)
             gates = projected + hm[:, : 7 * self.hidden]
         i, f, g, o, i_m, f_m, g_m = gates.chunk(7, 1)
         delta_c = torch.sigmoid(i) * torch.tanh(g)
         c = torch.sigmoid(f) * c + delta_c
         delta_m = torch.sigmoid(i_m) * torch.tanh(g_m)
         m = torch.sigmoid(f_m) * m + delta_m
-        o_memory, last = F.conv2d(torch.cat([c, m], 1), weights["memory"], weights["memory_bias"], padding=pad).chunk(2, 1)
+        memory = F.conv2d(torch.cat([c, m], 1), weights["memory"], weights["memory_bias"], padding=pad)
+        o_memory, last = memory.chunk(2, 1)
         h = torch.sigmoid(o + o_memory) * torch.tanh(last)
         return h, c, m, delta_c, delta_m
 
