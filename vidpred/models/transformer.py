@@ -55,9 +55,10 @@ OUT_CHANNELS = {"mix": 4, "gated": 2, "direct": 1, "residual": 1, "retrieve": 1}
 
 
 @functools.lru_cache(maxsize=8)
-def _later(length: int, device: str) -> torch.Tensor:
-    """(L, L): True where key j comes after query i (what causal attention masks out)."""
-    return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+def _attention_bias(length: int, causal: bool, device: str) -> torch.Tensor:
+    """(L, L) added to the attention scores: with ``causal``, −inf where key j comes after query i (what
+    causal attention masks out), else 0."""
+    return torch.full((length, length), float("-inf") if causal else 0.0, device=device).triu(1)
 
 
 class Attention(nn.Module):
@@ -74,25 +75,32 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
         batch, length, dim = x.shape  # (B', L, D)
-        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # The CPU's bf16 attention kernel is slower than its float32 one at these sizes (head dim 16;
-            # with it the whole step was slower than in float32): under CPU autocast only the projections
-            # run in bf16 (chapter 7 times the step).
-            with full_precision(x):
-                out = self.attend(q.float(), k.float(), v.float(), causal)
-        else:
-            out = self.attend(q, k, v, causal)
+        qkv = self.qkv(x)  # (B', L, 3·D)
+        if self.explicit_on_cpu and x.device.type == "cpu":
+            return self.proj(self.attend(qkv, causal))
+        q, k, v = qkv.view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        dropout = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)  # (B', heads, L, w)
         return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
-        dropout = self.dropout if self.training else 0.0
-        if not (self.explicit_on_cpu and q.device.type == "cpu"):
-            return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
-        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B', heads, L, L); scaling q costs less
-        if causal:
-            scores = scores.masked_fill(_later(q.shape[-2], str(q.device)), float("-inf"))
-        return F.dropout(torch.softmax(scores, -1), dropout) @ v
+    def attend(self, qkv: torch.Tensor, causal: bool) -> torch.Tensor:
+        """Attention as scores, softmax and weighted sum, in float32 (also under autocast: the CPU's bf16
+        kernels are slower than its float32 ones at head width 16, and with bf16 attention the whole step
+        was slower than in float32). ``qkv`` (B', L, 3·D) -> (B', L, D) in ``qkv``'s dtype; one copy
+        brings q, k and v into the layout the batched products read, one brings the result back."""
+        batch, length, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        heads, width = self.heads, dim // self.heads
+        with full_precision(qkv):
+            q, k, v = (qkv.view(batch, length, 3, heads, width).permute(2, 0, 3, 1, 4)  # (3, B', heads, L, w)
+                       .to(torch.float32, memory_format=torch.contiguous_format)  # (a no-op in float32:
+                       .reshape(3, batch * heads, length, width).unbind(0))  # reshape copies then)
+            # scaled inside the product; the causal mask too: −inf added, no masked copy of the scores
+            bias = _attention_bias(length, causal, str(qkv.device)).expand(batch * heads, length, length)
+            scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=width**-0.5)  # (B'·heads, L, L)
+            weights = F.dropout(torch.softmax(scores, -1), self.dropout if self.training else 0.0)
+            out = torch.bmm(weights, v).view(batch, heads, length, width)
+            out = out.transpose(1, 2).to(qkv.dtype, memory_format=torch.contiguous_format)
+            return out.reshape(batch, length, dim)
 
 
 class FactorizedBlock(nn.Module):
@@ -229,9 +237,9 @@ class TransformerPredictor(Predictor):
             match = torch.einsum("bfnd,bknd->bfnk", query, key) / cfg.dim**0.5  # (B, n_future, N, n_context)
             head = torch.cat([head[..., :n_context] + match, head[..., n_context:]], -1)
             analogue = None
-            if cfg.analogue:
-                with torch.no_grad():
-                    analogue = self.to_patches(self.analogue_baseline(context, n_future))
+            if cfg.analogue:  # float32 under autocast too: it is a baseline, and bf16 makes it slower
+                with torch.no_grad(), full_precision(context):
+                    analogue = self.to_patches(self.analogue_baseline(context.float(), n_future))
             out = self.retrieve_frames(head, patches, analogue)
             if cfg.fallback:
                 gate = torch.sigmoid(self.fallback_gate[:n_future]).view(1, -1, 1, 1, 1)
