@@ -81,7 +81,8 @@ def test_bench_models_times_the_fast_step_beside_the_reference_and_without_the_a
     from vidpred.bench import bench_models
     from vidpred.train import amp_dtype
 
-    result = bench_models("smoke", batch=2, iters=1)
+    larger = {"batch": 1, "models": {"predrnn": dict(hidden=(8, 8), kernel_size=5)}}  # small, for the test
+    result = bench_models("smoke", batch=2, iters=1, larger=larger)
     rows = {r["model"]: r for r in result["models"]}
     precision = "bfloat16" if amp_dtype(torch.device("cpu"), True) else "float32"
     assert result["train_precision"] == precision and result["threads"] == torch.get_num_threads()
@@ -93,6 +94,9 @@ def test_bench_models_times_the_fast_step_beside_the_reference_and_without_the_a
         assert row["analogue_step_cost"] == pytest.approx(
             row["train_ms_per_step"] / row["train_ms_per_step_without_analogue"])
     assert "train_ms_per_step" not in rows["analogue"]  # nothing to train
+    [row] = result["larger"]
+    assert (row["model"], row["config"], row["batch"]) == ("predrnn", larger["models"]["predrnn"], 1)
+    assert row["speedup"] == pytest.approx(row["train_ms_per_step_reference"] / row["train_ms_per_step"])
 
 
 def test_bench_curves_trains_the_fast_and_the_reference_step_from_one_seed():

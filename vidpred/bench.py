@@ -111,11 +111,29 @@ def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int, d
     return times
 
 
-def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5) -> dict:
+def compare_steps(variants: dict, context: torch.Tensor, future: torch.Tensor, iters: int, rounds: int = 3) -> dict:
+    """Median seconds per training step of each variant ``name -> (model, autocast dtype, lean)``, timed in
+    ``rounds`` interleaved rounds of ``iters`` steps (:func:`step_times`), so a slow spell of the machine
+    falls on every variant alike."""
+    times = {key: [] for key in variants}
+    for _ in range(rounds):
+        for key, (model, dtype, lean) in variants.items():
+            times[key] += step_times(model, context, future, iters, dtype, lean)
+    return {key: float(np.median(seconds)) for key, seconds in times.items()}
+
+
+# The recurrent models in a larger configuration (wider cells, finer patches, 5×5 kernels, as the reference
+# implementations run them), timed beside the book's: the lean step should pay there too.
+LARGER = {"batch": 4, "models": {name: dict(hidden=(64, 64), patch_size=4, kernel_size=5)
+                                 for name in ("convlstm", "predrnn")}}
+
+
+def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, larger: dict | None = LARGER) -> dict:
     """Per model: parameters, FLOPs, inference latency and throughput, and the training step as training
     runs it (the lean step, mixed precision where :func:`vidpred.train.amp_dtype` picks it) beside the
     reference step (step by step, float32: the step before the speed-up) and beside the same model without
-    the analogue's help, each the median of three interleaved rounds of ``iters`` steps."""
+    the analogue's help, each the median of three interleaved rounds of ``iters`` steps. ``larger``: the
+    same comparison for the recurrent models in a larger configuration (:data:`LARGER`; None: skip it)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms, placeholder_config
@@ -149,24 +167,34 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5) -> 
                 torch.manual_seed(0)
                 without = build(name, **{**prof.model_config(name), **WITHOUT_ANALOGUE[name]})
                 variants["without_analogue"] = (without, dtype, True)
-            times = {key: [] for key in variants}
-            for _ in range(3):  # interleaved rounds
-                for key, (variant, variant_dtype, lean) in variants.items():
-                    times[key] += step_times(variant, context, future, iters, variant_dtype, lean)
-            seconds, reference = float(np.median(times["fast"])), float(np.median(times["reference"]))
+            medians = compare_steps(variants, context, future, iters)
+            seconds, reference = medians["fast"], medians["reference"]
             row.update(train_iter_per_s=1 / seconds, train_ms_per_step=seconds * 1000, train_clips_per_s=batch / seconds,
                        train_precision=str(dtype or torch.float32).removeprefix("torch."),
                        train_ms_per_step_reference=reference * 1000, speedup=reference / seconds,
                        train_flops_per_iter=step_flops, achieved_gflops=step_flops / seconds / 1e9,
                        fraction_of_matmul=step_flops / seconds / 1e9 / peak,
                        reference_fraction_of_matmul=step_flops / reference / 1e9 / peak)
-            if "without_analogue" in times:
-                without = float(np.median(times["without_analogue"]))
+            if "without_analogue" in medians:
+                without = medians["without_analogue"]
                 row.update(train_ms_per_step_without_analogue=without * 1000, analogue_step_cost=seconds / without)
         rows.append(row)
+    larger_rows = []
+    for name, overrides in (larger or {"models": {}})["models"].items():
+        torch.manual_seed(0)
+        config = {**prof.model_config(name), **overrides}
+        model = build(name, **config)
+        context, future = torch.rand(larger["batch"], 30, 1, 64, 64), torch.rand(larger["batch"], 15, 1, 64, 64)
+        medians = compare_steps({"fast": (model, dtype, True), "reference": (model, None, False)}, context, future,
+                                iters)
+        larger_rows.append({"model": name, "config": overrides, "batch": larger["batch"],
+                            "train_ms_per_step": medians["fast"] * 1000,
+                            "train_ms_per_step_reference": medians["reference"] * 1000,
+                            "speedup": medians["reference"] / medians["fast"]})
     return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(),
             "matmul_2048_gflops": peak, "matmul_2048_gflops_bf16": matmul_gflops(dtype=torch.bfloat16) if dtype else None,
-            "train_precision": str(dtype or torch.float32).removeprefix("torch."), "models": rows}
+            "train_precision": str(dtype or torch.float32).removeprefix("torch."), "models": rows,
+            "larger": larger_rows}
 
 
 def bench_train(profile: str | None = None) -> dict:

@@ -67,36 +67,34 @@ class SpatioTemporalLSTMCell(nn.Module):
         return h, c, m, delta_c, delta_m
 
     def merged_weights(self) -> dict:
-        """The cell's five convolutions as the lean step runs them, built once per rollout.
+        """The cell's gate convolutions as the lean step runs them, built once per rollout.
 
-        Gates in the order i, f, g, o, i′, f′, g′ (′: M's), the forget bias folded into the bias:
+        Gates in the order i, f, g, o, i′, f′, g′ (′: M's), the forget bias folded into the bias. The
+        paper's cell convolves x, h and m separately (x feeds all seven gates, h the four of C and o, m
+        the three of M) and adds the results. The lean step adds them inside the convolution instead:
 
-        * ``gates``: one convolution over ``[x, h, m]``: x's weight feeds every gate, h's the four
-          of C and o, m's the three of M (zeros elsewhere), and the sums ``x·i + h·i`` of the
-          paper's cell happen inside the convolution;
+        * ``gates``: one grouped convolution over ``[x, h, x, m]``: ``[x, h]`` → i, f, g, o and
+          ``[x, m]`` → i′, f′, g′ (and a block of zeros: groups need equal widths), so the sums
+          ``x·i + h·i`` happen in the convolution and no weight multiplies a zero input block;
         * ``x`` and ``hm``: the same, split into x's part (the first layer runs it for all context
-          frames at once) and a grouped convolution over ``[h, m]`` (h → i, f, g, o; m → i′, f′, g′
-          and a block of zeros: groups need equal widths);
-        * ``memory``: ``conv_o`` and the 1×1 ``conv_last`` over ``[C, M]`` as one convolution (the
-          1×1 kernel at the centre of a k×k one).
+          frames at once) and a grouped convolution over ``[h, m]``.
 
-        Three convolutions a step (two when x's part was computed ahead) instead of five."""
+        One gate convolution a step instead of three; ``conv_o`` and ``conv_last`` stay as they are
+        (merging the 1×1 ``conv_last`` into the k×k ``conv_o`` would multiply its work by k²)."""
         n, k = self.hidden, self.conv_x.kernel_size[0]
         # conv_x's gates come as i, f, g, i′, f′, g′, o: move o after g
         wx, bx = (torch.cat([w[: 3 * n], w[6 * n :], w[3 * n : 6 * n]])
                   for w in (self.conv_x.weight, self.conv_x.bias))
         wh, wm = self.conv_h.weight, self.conv_m.weight
-        zeros = wh.new_zeros(4 * n, n, k, k)
+        zero_gates = wh.new_zeros(n, wx.shape[1] + n, k, k)  # the fourth gate of M's group
         forget = torch.zeros(8 * n, device=wx.device)
         forget[n : 2 * n] = forget[5 * n : 6 * n] = self.forget_bias
         bias_hm = torch.cat([self.conv_h.bias, self.conv_m.bias, wh.new_zeros(n)]) + forget
         merged = {
-            "gates": torch.cat([wx, torch.cat([wh, zeros[: 3 * n]]), torch.cat([zeros, wm])], 1),
-            "gates_bias": bx + bias_hm[: 7 * n],
+            "gates": torch.cat([torch.cat([wx[: 4 * n], wh], 1), torch.cat([wx[4 * n :], wm], 1), zero_gates]),
+            "gates_bias": torch.cat([bx, bx.new_zeros(n)]) + bias_hm,
             "x": wx, "x_bias": bx,
-            "hm": torch.cat([wh, wm, zeros[:n]]), "hm_bias": bias_hm,
-            "memory": torch.cat([self.conv_o.weight, F.pad(self.conv_last.weight, [k // 2] * 4)]),
-            "memory_bias": torch.cat([self.conv_o.bias, self.conv_last.bias]),
+            "hm": torch.cat([wh, wm, wh.new_zeros(n, n, k, k)]), "hm_bias": bias_hm,
         }
         return dict(zip(merged, autocast_weights(*merged.values())))
 
@@ -104,20 +102,18 @@ class SpatioTemporalLSTMCell(nn.Module):
         """:meth:`forward` with :meth:`merged_weights`; ``projected``: x's part computed ahead."""
         pad = self.conv_x.padding
         if projected is None:
-            gates = F.conv2d(torch.cat([x, h, m], 1), weights["gates"], weights["gates_bias"],
-                             padding=pad)
+            gates = F.conv2d(torch.cat([x, h, x, m], 1), weights["gates"], weights["gates_bias"], padding=pad,
+                             groups=2)[:, : 7 * self.hidden]
         else:
-            hm = F.conv2d(torch.cat([h, m], 1), weights["hm"], weights["hm_bias"], padding=pad,
-                          groups=2)
+            hm = F.conv2d(torch.cat([h, m], 1), weights["hm"], weights["hm_bias"], padding=pad, groups=2)
             gates = projected + hm[:, : 7 * self.hidden]
         i, f, g, o, i_m, f_m, g_m = gates.chunk(7, 1)
         delta_c = torch.sigmoid(i) * torch.tanh(g)
         c = torch.sigmoid(f) * c + delta_c
         delta_m = torch.sigmoid(i_m) * torch.tanh(g_m)
         m = torch.sigmoid(f_m) * m + delta_m
-        memory = F.conv2d(torch.cat([c, m], 1), weights["memory"], weights["memory_bias"], padding=pad)
-        o_memory, last = memory.chunk(2, 1)
-        h = torch.sigmoid(o + o_memory) * torch.tanh(last)
+        memory = torch.cat([c, m], 1)  # (B, 2·hidden, h, w)
+        h = torch.sigmoid(o + self.conv_o(memory)) * torch.tanh(self.conv_last(memory))
         return h, c, m, delta_c, delta_m
 
     def decoupling_loss(self, delta_c: torch.Tensor, delta_m: torch.Tensor) -> torch.Tensor:
@@ -178,7 +174,6 @@ class PredRNN(RecurrentPredictor):
             new_layers.append((h, c))
             x, projected = h, None
         return x, (new_layers, m), aux / len(self.cells)
-
 
     def rollout_aux(self, weights) -> torch.Tensor:
         """The decoupling loss of every step the lean step ran, summed over steps as :meth:`step` would
