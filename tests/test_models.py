@@ -127,6 +127,26 @@ def test_lean_step_equals_the_reference_rollout(variant):
     assert torch.allclose(pred_a, pred_b, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["convlstm", "predrnn"])
+def test_forward_hooks_on_cells_see_every_step_of_either_path(name):
+    """Chapter 5 reads PredRNN's memory increments with forward hooks on the cells: the lean step goes
+    through each cell's forward like the reference, so a hook sees the same outputs, once per step."""
+    model = make(name).eval()
+    context, _ = clips()
+    seen = {}
+    for lean in (False, True):
+        model.lean_step = lean
+        outputs = seen.setdefault(lean, [])
+        handle = model.cells[-1].register_forward_hook(lambda cell, inputs, out, kept=outputs: kept.append(out[1]))
+        try:
+            with torch.no_grad():
+                model(context, 15)
+        finally:
+            handle.remove()
+    assert len(seen[True]) == len(seen[False]) == 30 + 15 - 1  # every input frame, the last prediction excluded
+    assert torch.allclose(torch.stack(seen[True]), torch.stack(seen[False]), atol=1e-5)
+
+
 def test_reverse_sampling_inside_the_context_runs_step_by_step():
     """While V2's schedule feeds predictions into the context, the context cannot be batched; the lean
     step still merges its convolutions, and agrees with the reference."""

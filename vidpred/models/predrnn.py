@@ -50,8 +50,12 @@ class SpatioTemporalLSTMCell(nn.Module):
         # V2 decoupling: a shared adapter maps both increments into one space before comparing.
         self.adapter = nn.Conv2d(hidden, hidden, 1, bias=False) if decoupling else None
 
-    def forward(self, x, h, c, m, projected=None):
-        """``projected``: ``conv_x(x)`` when computed ahead (for all context frames at once)."""
+    def forward(self, x, h, c, m, projected=None, weights: dict | None = None):
+        """``projected``: ``conv_x(x)`` when computed ahead (for all context frames at once). With
+        ``weights`` (:meth:`merged_weights`) the lean step's arithmetic, the same function: both paths
+        go through here, so forward hooks on a cell see every step either way."""
+        if weights is not None:
+            return self.lean_forward(x, h, c, m, projected, weights)
         xi, xf, xg, xi_m, xf_m, xg_m, xo = (self.conv_x(x) if projected is None else projected).chunk(7, 1)
         hi, hf, hg, ho = self.conv_h(h).chunk(4, 1)
         mi, mf, mg = self.conv_m(m).chunk(3, 1)
@@ -162,10 +166,7 @@ class PredRNN(RecurrentPredictor):
         layers, m = state  # m left the top layer at the previous step: the zigzag
         new_layers, aux = [], x.new_zeros(())  # x: the input frame in patches, (B, p², H/p, W/p)
         for i, (cell, (h, c)) in enumerate(zip(self.cells, layers)):
-            if weights is None:
-                h, c, m, delta_c, delta_m = cell(x, h, c, m, projected)
-            else:
-                h, c, m, delta_c, delta_m = cell.lean_forward(x, h, c, m, projected, weights[i])
+            h, c, m, delta_c, delta_m = cell(x, h, c, m, projected, None if weights is None else weights[i])
             if self.config.decouple_beta > 0 and self.training:
                 if weights is None:
                     aux = aux + self.config.decouple_beta * cell.decoupling_loss(delta_c, delta_m)
