@@ -78,7 +78,7 @@ def test_bench_analogue_chooses_on_validation(tmp_path):
 
 
 def test_bench_models_times_the_fast_step_beside_the_reference_and_without_the_analogue(tmp_path):
-    from vidpred.bench import bench_models
+    from vidpred.bench import PRODUCT_OPS, bench_models
     from vidpred.train import amp_dtype
 
     larger = {"batch": 1, "models": {"predrnn": dict(hidden=(8, 8), kernel_size=5)}}  # small, for the test
@@ -93,10 +93,17 @@ def test_bench_models_times_the_fast_step_beside_the_reference_and_without_the_a
         assert row["speedup"] == pytest.approx(row["train_ms_per_step_reference"] / row["train_ms_per_step"])
         assert row["analogue_step_cost"] == pytest.approx(
             row["train_ms_per_step"] / row["train_ms_per_step_without_analogue"])
+        breakdown = row["breakdown"]  # why the step is below the matmul rate: the products' share and rate
+        assert 0 < breakdown["products_share"] < 1 and breakdown["products_gflops"] > 0
+        assert breakdown["products_fraction_of_matmul"] == pytest.approx(
+            breakdown["products_gflops"] / result["matmul_2048_gflops"])
+        assert breakdown["operators_per_step"] > 10 and len(breakdown["costliest_rest"]) == 5
+        assert all(op["op"] not in PRODUCT_OPS for op in breakdown["costliest_rest"])
     assert "train_ms_per_step" not in rows["analogue"]  # nothing to train
     [row] = result["larger"]
     assert (row["model"], row["config"], row["batch"]) == ("predrnn", larger["models"]["predrnn"], 1)
     assert row["speedup"] == pytest.approx(row["train_ms_per_step_reference"] / row["train_ms_per_step"])
+    assert row["fraction_of_matmul"] > 0 and 0 < row["breakdown"]["products_share"] < 1
 
 
 def test_bench_curves_trains_the_fast_and_the_reference_step_from_one_seed():

@@ -122,20 +122,81 @@ def compare_steps(variants: dict, context: torch.Tensor, future: torch.Tensor, i
     return {key: float(np.median(seconds)) for key, seconds in times.items()}
 
 
+# The operators that do a step's convolutions and matrix products (forward and backward) on a CPU.
+PRODUCT_OPS = frozenset({"aten::mkldnn_convolution", "aten::convolution_backward", "aten::mkldnn_convolution_backward",
+                         "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_mkldnn_linear",
+                         "aten::mkldnn_linear_backward", "aten::linear_backward"})
+
+
+def step_breakdown(model, context: torch.Tensor, future: torch.Tensor, dtype: torch.dtype | None,
+                   flops: float, peak_gflops: float, lean: bool = True) -> dict:
+    """Where one training step's time goes (``torch.profiler``, one step after an untimed one): the share
+    of the operators' own time spent in convolutions and matrix products, the rate those reach on the
+    step's ``flops`` against ``peak_gflops`` (the 2048² matmul), how many operators the step runs, and
+    the five costliest of the rest. The step's fraction of the matmul rate is about the product of the
+    share and that rate: which of the two keeps it below 1 is the measured reason. The profiler's own
+    cost per operator inflates the rest a little, so the share is a lower bound."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step_times(model, context, future, 0, dtype, lean)  # one untimed step
+    optimizer = torch.optim.AdamW(model.parameters())
+    model.train()
+    if hasattr(model, "lean_step"):
+        model.lean_step = lean
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with torch.autocast(context.device.type, dtype=dtype, enabled=dtype is not None):
+                loss, _ = model.training_loss(context, future, 0.5)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        if hasattr(model, "lean_step"):
+            model.lean_step = True
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    products = sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS)
+    rest = sorted((e for e in events if e.key not in PRODUCT_OPS), key=lambda e: -e.self_cpu_time_total)
+    product_gflops = flops / (products * 1e-6) / 1e9
+    return {"products_share": products / total, "products_gflops": product_gflops,
+            "products_fraction_of_matmul": product_gflops / peak_gflops,
+            "operators_per_step": sum(e.count for e in events if e.key.startswith("aten::")),
+            "costliest_rest": [{"op": e.key, "calls": e.count, "share": e.self_cpu_time_total / total}
+                               for e in rest[:5]]}
+
+
 # The recurrent models in a larger configuration (wider cells, finer patches, 5×5 kernels, as the reference
 # implementations run them), timed beside the book's: the lean step should pay there too.
 LARGER = {"batch": 4, "models": {name: dict(hidden=(64, 64), patch_size=4, kernel_size=5)
                                  for name in ("convlstm", "predrnn")}}
 
 
+def step_flops_of(model, context: torch.Tensor, future: torch.Tensor) -> int:
+    """FLOPs of one training step (forward and backward), counted on the reference step: the paper's
+    arithmetic, not the zero blocks of the lean step's merged convolutions."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.train()
+    if hasattr(model, "lean_step"):
+        model.lean_step = False
+    try:
+        with FlopCounterMode(display=False) as counter:
+            loss, _ = model.training_loss(context, future, 0.5)
+            loss.backward()
+    finally:
+        if hasattr(model, "lean_step"):
+            model.lean_step = True
+    model.zero_grad()
+    return counter.get_total_flops()
+
+
 def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, larger: dict | None = LARGER) -> dict:
     """Per model: parameters, FLOPs, inference latency and throughput, and the training step as training
     runs it (the lean step, mixed precision where :func:`vidpred.train.amp_dtype` picks it) beside the
     reference step (step by step, float32: the step before the speed-up) and beside the same model without
-    the analogue's help, each the median of three interleaved rounds of ``iters`` steps. ``larger``: the
+    the analogue's help, each the median of three interleaved rounds of ``iters`` steps, and where the fast
+    step's time goes (:func:`step_breakdown`: why it is below the matmul rate). ``larger``: the
     same comparison for the recurrent models in a larger configuration (:data:`LARGER`; None: skip it)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms, placeholder_config
     from .train import amp_dtype
     from .utils import keep_freed_memory
@@ -153,15 +214,7 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                "inference_clips_per_s_batch8": batch / latency_ms(model, repeats=iters, batch=batch) * 1000}
         if model.trainable:
             context, future = torch.rand(batch, 30, 1, 64, 64), torch.rand(batch, 15, 1, 64, 64)
-            model.train()
-            if hasattr(model, "lean_step"):  # count the paper's arithmetic, not the zeros of merged convolutions
-                model.lean_step = False
-            with FlopCounterMode(display=False) as counter:
-                loss, _ = model.training_loss(context, future, 0.5)
-                loss.backward()
-            if hasattr(model, "lean_step"):
-                model.lean_step = True
-            step_flops = counter.get_total_flops()
+            step_flops = step_flops_of(model, context, future)
             variants = {"fast": (model, dtype, True), "reference": (model, None, False)}
             if name in WITHOUT_ANALOGUE:  # what the method of analogues' help costs, at the fast step
                 torch.manual_seed(0)
@@ -175,6 +228,7 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                        train_flops_per_iter=step_flops, achieved_gflops=step_flops / seconds / 1e9,
                        fraction_of_matmul=step_flops / seconds / 1e9 / peak,
                        reference_fraction_of_matmul=step_flops / reference / 1e9 / peak)
+            row["breakdown"] = step_breakdown(model, context, future, dtype, step_flops, peak)
             if "without_analogue" in medians:
                 without = medians["without_analogue"]
                 row.update(train_ms_per_step_without_analogue=without * 1000, analogue_step_cost=seconds / without)
@@ -187,10 +241,14 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
         context, future = torch.rand(larger["batch"], 30, 1, 64, 64), torch.rand(larger["batch"], 15, 1, 64, 64)
         medians = compare_steps({"fast": (model, dtype, True), "reference": (model, None, False)}, context, future,
                                 iters)
+        step_flops = step_flops_of(model, context, future)
         larger_rows.append({"model": name, "config": overrides, "batch": larger["batch"],
                             "train_ms_per_step": medians["fast"] * 1000,
                             "train_ms_per_step_reference": medians["reference"] * 1000,
-                            "speedup": medians["reference"] / medians["fast"]})
+                            "speedup": medians["reference"] / medians["fast"],
+                            "fraction_of_matmul": step_flops / medians["fast"] / 1e9 / peak,
+                            "reference_fraction_of_matmul": step_flops / medians["reference"] / 1e9 / peak,
+                            "breakdown": step_breakdown(model, context, future, dtype, step_flops, peak)})
     return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(),
             "matmul_2048_gflops": peak, "matmul_2048_gflops_bf16": matmul_gflops(dtype=torch.bfloat16) if dtype else None,
             "train_precision": str(dtype or torch.float32).removeprefix("torch."), "models": rows,
