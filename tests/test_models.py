@@ -190,6 +190,30 @@ def test_bf16_autocast_trains_and_keeps_the_read_out_in_float32(variant):
         assert (prediction - model(context, 15)).abs().mean() < 0.01
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_explicit_attention_under_bf16_autocast_is_close_to_the_fused_kernel(causal):
+    """The CPU's explicit attention runs its products in bfloat16 under autocast (softmax in float32): its
+    output stays within bfloat16 rounding of the fused kernel in float32, and a query never reads a later
+    key when causal."""
+    from vidpred.models.transformer import Attention
+
+    torch.manual_seed(0)
+    attention = Attention(64, 4, 0.0)
+    x = torch.randn(6, 45, 64)
+    attention.explicit_on_cpu = False
+    reference = attention(x, causal)
+    attention.explicit_on_cpu = True
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = attention(x, causal)
+    assert fast.dtype == torch.bfloat16
+    assert (fast.float() - reference).abs().max() < 0.02 * reference.abs().max()
+    if causal:  # the first 20 outputs have no gradient from the later inputs
+        x.requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            attention(x, causal)[:, :20].float().sum().backward()
+        assert x.grad[:, 20:].abs().max() == 0 and x.grad[:, :20].abs().max() > 0
+
+
 def test_amp_picks_bf16_on_a_cpu_only_where_it_is_native(monkeypatch):
     from vidpred import train
 

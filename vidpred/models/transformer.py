@@ -55,16 +55,16 @@ OUT_CHANNELS = {"mix": 4, "gated": 2, "direct": 1, "residual": 1, "retrieve": 1}
 
 
 @functools.lru_cache(maxsize=8)
-def _attention_bias(length: int, causal: bool, device: str) -> torch.Tensor:
+def _attention_bias(length: int, causal: bool, device: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(L, L) added to the attention scores: with ``causal``, −inf where key j comes after query i (what
     causal attention masks out), else 0."""
-    return torch.full((length, length), float("-inf") if causal else 0.0, device=device).triu(1)
+    return torch.full((length, length), float("-inf") if causal else 0.0, device=device, dtype=dtype).triu(1)
 
 
 class Attention(nn.Module):
-    # On a CPU, attention as three explicit steps (scores, softmax, weighted sum) in float32: at these
-    # lengths (16 patches, 45 frames) and head width 16 the fused kernel is slower (`vidpred bench
-    # models`); False: always F.scaled_dot_product_attention (the reference, and the choice on a GPU).
+    # On a CPU, attention as three explicit steps (scores, softmax, weighted sum): at these lengths (16
+    # patches, 45 frames) and head width 16 the fused kernel is slower (`vidpred bench models`); False:
+    # always F.scaled_dot_product_attention (the reference, and the choice on a GPU).
     explicit_on_cpu: bool = True
 
     def __init__(self, dim: int, heads: int, dropout: float):
@@ -84,23 +84,20 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
 
     def attend(self, qkv: torch.Tensor, causal: bool) -> torch.Tensor:
-        """Attention as scores, softmax and weighted sum, in float32 (also under autocast: the CPU's bf16
-        kernels are slower than its float32 ones at head width 16, and with bf16 attention the whole step
-        was slower than in float32). ``qkv`` (B', L, 3·D) -> (B', L, D) in ``qkv``'s dtype; one copy
-        brings q, k and v into the layout the batched products read, one brings the result back."""
+        """Attention as scores, softmax and weighted sum in ``qkv``'s dtype (bfloat16 under autocast), the
+        softmax computed in float32. ``qkv`` (B', L, 3·D) -> (B', L, D); one copy brings q, k and v into
+        the layout the batched products read, one brings the result back. The scale and the causal mask
+        go inside the first product: −inf added, no masked copy of the scores."""
         batch, length, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         heads, width = self.heads, dim // self.heads
-        with full_precision(qkv):
-            q, k, v = (qkv.view(batch, length, 3, heads, width).permute(2, 0, 3, 1, 4)  # (3, B', heads, L, w)
-                       .to(torch.float32, memory_format=torch.contiguous_format)  # (a no-op in float32:
-                       .reshape(3, batch * heads, length, width).unbind(0))  # reshape copies then)
-            # scaled inside the product; the causal mask too: −inf added, no masked copy of the scores
-            bias = _attention_bias(length, causal, str(qkv.device)).expand(batch * heads, length, length)
-            scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=width**-0.5)  # (B'·heads, L, L)
-            weights = F.dropout(torch.softmax(scores, -1), self.dropout if self.training else 0.0)
-            out = torch.bmm(weights, v).view(batch, heads, length, width)
-            out = out.transpose(1, 2).to(qkv.dtype, memory_format=torch.contiguous_format)
-            return out.reshape(batch, length, dim)
+        q, k, v = (qkv.view(batch, length, 3, heads, width).permute(2, 0, 3, 1, 4)  # (3, B', heads, L, w)
+                   .reshape(3, batch * heads, length, width).unbind(0))  # (reshape copies here)
+        bias = _attention_bias(length, causal, str(qkv.device), qkv.dtype).expand(batch * heads, length, length)
+        scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=width**-0.5)  # (B'·heads, L, L)
+        weights = torch.softmax(scores, -1, dtype=torch.float32).to(v.dtype)
+        weights = F.dropout(weights, self.dropout if self.training else 0.0)
+        out = torch.bmm(weights, v).view(batch, heads, length, width)
+        return out.transpose(1, 2).reshape(batch, length, dim)
 
 
 class FactorizedBlock(nn.Module):
