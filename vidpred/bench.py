@@ -83,6 +83,16 @@ WITHOUT_ANALOGUE = {"convlstm": {"analogue_window": 0}, "predrnn": {"analogue_wi
                     "predrnn_v2": {"analogue_window": 0}, "transformer": {"analogue": False}}
 
 
+def train_step(model, optimizer, context: torch.Tensor, future: torch.Tensor, dtype: torch.dtype | None) -> None:
+    """One training step as the benchmarks time it: forward under autocast (``dtype``; None: float32),
+    backward, AdamW."""
+    with torch.autocast(context.device.type, dtype=dtype, enabled=dtype is not None):
+        loss, _ = model.training_loss(context, future, 0.5)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int, dtype: torch.dtype | None = None,
                lean: bool = True) -> list[float]:
     """Seconds of ``iters`` training steps (fwd + bwd + AdamW), after one untimed step. ``dtype``: the
@@ -96,11 +106,7 @@ def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int, d
     try:
         for i in range(iters + 1):
             tic = time.perf_counter()
-            with torch.autocast(context.device.type, dtype=dtype, enabled=dtype is not None):
-                loss, _ = model.training_loss(context, future, 0.5)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            train_step(model, optimizer, context, future, dtype)
             if context.is_cuda:
                 torch.cuda.synchronize()
             if i:
@@ -145,11 +151,7 @@ def step_breakdown(model, context: torch.Tensor, future: torch.Tensor, dtype: to
         model.lean_step = lean
     try:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            with torch.autocast(context.device.type, dtype=dtype, enabled=dtype is not None):
-                loss, _ = model.training_loss(context, future, 0.5)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            train_step(model, optimizer, context, future, dtype)
     finally:
         if hasattr(model, "lean_step"):
             model.lean_step = True
