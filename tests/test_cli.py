@@ -67,6 +67,8 @@ def test_bench_data_writes_json(tmp_path):
     assert main(["bench", "data", "--profile", "smoke", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["decode"]["XVID"]["frames_per_s"] > 0 and result["synthetic"]["clips_per_s"] > 0
+    batches = result["batches"]  # the training data path, as fit loads it
+    assert batches["batch_size"] == 4 and batches["batches"] == 50 and batches["ms_per_batch"] > 0
 
 
 def test_bench_analogue_chooses_on_validation(tmp_path):
