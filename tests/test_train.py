@@ -280,3 +280,27 @@ def test_full_disk_keeps_the_previous_checkpoint_and_says_so(data, tmp_path, mon
     assert "no previous checkpoint there" in message and (tmp_path / "best.pt").exists()
     monkeypatch.setattr(train.torch, "save", real_save)
     assert load_checkpoint(tmp_path / "best.pt")["step"] == 4 and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_optimizer_is_one_fused_adamw_with_the_step_by_step_update():
+    from vidpred.train import make_optimizer
+
+    torch.manual_seed(0)
+    fused_model = build("predrnn", hidden=(8, 8), patch_size=4)
+    plain_model = build("predrnn", hidden=(8, 8), patch_size=4)
+    plain_model.load_state_dict(fused_model.state_dict())
+    start = [p.detach().clone() for p in fused_model.parameters()]
+    fused = make_optimizer(fused_model, lr=1e-2, weight_decay=0.01)
+    plain = make_optimizer(plain_model, lr=1e-2, weight_decay=0.01, fused=False)
+    assert fused.param_groups[0]["fused"] and not plain.param_groups[0]["fused"]
+    context, future = torch.rand(2, 30, 1, 64, 64), torch.rand(2, 15, 1, 64, 64)
+    for _ in range(3):  # the same gradients into both: the fused model's
+        fused.zero_grad()
+        fused_model.training_loss(context, future, 0.5)[0].backward()
+        for a, b in zip(fused_model.parameters(), plain_model.parameters()):
+            b.grad = None if a.grad is None else a.grad.clone()
+        fused.step()
+        plain.step()
+    for (name, a), b in zip(fused_model.named_parameters(), plain_model.parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name
+    assert any(not torch.equal(a, s) for a, s in zip(fused_model.parameters(), start))  # the steps moved it

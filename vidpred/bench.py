@@ -122,9 +122,12 @@ def train_step(model, optimizer, context: torch.Tensor, future: torch.Tensor, dt
 def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int, dtype: torch.dtype | None = None,
                lean: bool = True) -> list[float]:
     """Seconds of ``iters`` training steps (fwd + bwd + AdamW), after one untimed step. ``dtype``: the
-    autocast dtype (None: float32); ``lean``: the recurrent models' lean step (False: the step-by-step
-    reference, see :attr:`vidpred.models.base.RecurrentPredictor.lean_step`)."""
-    optimizer = torch.optim.AdamW(model.parameters())
+    autocast dtype (None: float32); ``lean``: the lean step with the fused AdamW ``fit`` uses (False: the
+    step-by-step reference with the step-by-step AdamW, see
+    :attr:`vidpred.models.base.RecurrentPredictor.lean_step`)."""
+    from .train import make_optimizer
+
+    optimizer = make_optimizer(model, fused=lean)
     model.train()
     if hasattr(model, "lean_step"):
         model.lean_step = lean
@@ -143,15 +146,25 @@ def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int, d
     return times
 
 
-def compare_steps(variants: dict, context: torch.Tensor, future: torch.Tensor, iters: int, rounds: int = 3) -> dict:
+def compare_steps(variants: dict, context: torch.Tensor, future: torch.Tensor, iters: int, rounds: int = 5,
+                  by_round: dict | None = None) -> dict:
     """Median seconds per training step of each variant ``name -> (model, autocast dtype, lean)``, timed in
     ``rounds`` interleaved rounds of ``iters`` steps (:func:`step_times`), so a slow spell of the machine
-    falls on every variant alike."""
+    falls on every variant alike. ``by_round``, when given, receives each variant's median per round:
+    how much a ratio moves from round to round is the noise a single comparison carries."""
     times = {key: [] for key in variants}
     for _ in range(rounds):
         for key, (model, dtype, lean) in variants.items():
-            times[key] += step_times(model, context, future, iters, dtype, lean)
+            seconds = step_times(model, context, future, iters, dtype, lean)
+            times[key] += seconds
+            if by_round is not None:
+                by_round.setdefault(key, []).append(float(np.median(seconds)))
     return {key: float(np.median(seconds)) for key, seconds in times.items()}
+
+
+def round_ratios(by_round: dict) -> list[float]:
+    """The reference's time over the fast step's, round by round (see :func:`compare_steps`)."""
+    return [reference / fast for reference, fast in zip(by_round["reference"], by_round["fast"])]
 
 
 # The operators that do a step's convolutions and matrix products (forward and backward) on a CPU.
@@ -173,12 +186,14 @@ def step_breakdown(model, context: torch.Tensor, future: torch.Tensor, dtype: to
     # Kineto prints a "USDT: ... profiler_start/stop" line to stderr around every profile, which lands in
     # the book's output; level 6 is above all its messages. A level the user set is kept.
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-    step_times(model, context, future, 0, dtype, lean)  # one untimed step
-    optimizer = torch.optim.AdamW(model.parameters())
+    from .train import make_optimizer
+
+    optimizer = make_optimizer(model, fused=lean)
     model.train()
     if hasattr(model, "lean_step"):
         model.lean_step = lean
     try:
+        train_step(model, optimizer, context, future, dtype)  # one untimed step: the optimizer's state exists
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             train_step(model, optimizer, context, future, dtype)
     finally:
@@ -221,11 +236,13 @@ def step_flops_of(model, context: torch.Tensor, future: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
-def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, larger: dict | None = LARGER) -> dict:
+def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, larger: dict | None = LARGER,
+                 rounds: int = 5) -> dict:
     """Per model: parameters, FLOPs, inference latency and throughput, and the training step as training
     runs it (the lean step, mixed precision where :func:`vidpred.train.amp_dtype` picks it) beside the
     reference step (step by step, float32: the step before the speed-up) and beside the same model without
-    the analogue's help, each the median of three interleaved rounds of ``iters`` steps, and where the fast
+    the analogue's help, each the median of ``rounds`` interleaved rounds of ``iters`` steps (the ratio of
+    each round too: ``speedup_by_round``), and where the fast
     step's time goes (:func:`step_breakdown`: why it is below the matmul rate). ``larger``: the
     same comparison for the recurrent models in a larger configuration (:data:`LARGER`; None: skip it)."""
     from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms, placeholder_config
@@ -251,14 +268,16 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                 torch.manual_seed(0)
                 without = build(name, **{**prof.model_config(name), **WITHOUT_ANALOGUE[name]})
                 variants["without_analogue"] = (without, dtype, True)
-            medians = compare_steps(variants, context, future, iters)
+            by_round: dict = {}
+            medians = compare_steps(variants, context, future, iters, rounds, by_round)
             seconds, reference = medians["fast"], medians["reference"]
             row.update(train_iter_per_s=1 / seconds, train_ms_per_step=seconds * 1000, train_clips_per_s=batch / seconds,
                        train_precision=str(dtype or torch.float32).removeprefix("torch."),
                        train_ms_per_step_reference=reference * 1000, speedup=reference / seconds,
                        train_flops_per_iter=step_flops, achieved_gflops=step_flops / seconds / 1e9,
                        fraction_of_matmul=step_flops / seconds / 1e9 / peak,
-                       reference_fraction_of_matmul=step_flops / reference / 1e9 / peak)
+                       reference_fraction_of_matmul=step_flops / reference / 1e9 / peak,
+                       speedup_by_round=round_ratios(by_round))
             row["breakdown"] = step_breakdown(model, context, future, dtype, step_flops, peak)
             if "without_analogue" in medians:
                 without = medians["without_analogue"]
@@ -270,17 +289,18 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
         config = {**prof.model_config(name), **overrides}
         model = build(name, **config)
         context, future = torch.rand(larger["batch"], 30, 1, 64, 64), torch.rand(larger["batch"], 15, 1, 64, 64)
+        by_round = {}
         medians = compare_steps({"fast": (model, dtype, True), "reference": (model, None, False)}, context, future,
-                                iters)
+                                iters, rounds, by_round)
         step_flops = step_flops_of(model, context, future)
         larger_rows.append({"model": name, "config": overrides, "batch": larger["batch"],
                             "train_ms_per_step": medians["fast"] * 1000,
                             "train_ms_per_step_reference": medians["reference"] * 1000,
-                            "speedup": medians["reference"] / medians["fast"],
+                            "speedup": medians["reference"] / medians["fast"], "speedup_by_round": round_ratios(by_round),
                             "fraction_of_matmul": step_flops / medians["fast"] / 1e9 / peak,
                             "reference_fraction_of_matmul": step_flops / medians["reference"] / 1e9 / peak,
                             "breakdown": step_breakdown(model, context, future, dtype, step_flops, peak)})
-    return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(),
+    return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(), "rounds": rounds,
             "matmul_2048_gflops": peak, "matmul_2048_gflops_bf16": matmul_gflops(dtype=torch.bfloat16) if dtype else None,
             "train_precision": str(dtype or torch.float32).removeprefix("torch."), "models": rows,
             "larger": larger_rows}

@@ -166,7 +166,8 @@ def pairwise_distances(frames: torch.Tensor) -> torch.Tensor:
     ‖a‖² + ‖b‖² − 2a·b in one batched product, in float64 (so the difference loses nothing)."""
     flat = frames.double()
     norms = flat.square().sum(2)
-    square = norms[:, :, None] + norms[:, None, :] - 2 * flat @ flat.transpose(1, 2)
+    # 2·(a·b), not (2a)·b: the same bits (a power of two scales exactly), without scaling every pixel.
+    square = norms[:, :, None] + norms[:, None, :] - 2 * (flat @ flat.transpose(1, 2))
     return (square.clamp(min=0) / flat.shape[2]).to(frames.dtype)
 
 
