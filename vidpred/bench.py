@@ -148,17 +148,45 @@ def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int, d
 
 def compare_steps(variants: dict, context: torch.Tensor, future: torch.Tensor, iters: int, rounds: int = 5,
                   by_round: dict | None = None) -> dict:
-    """Median seconds per training step of each variant ``name -> (model, autocast dtype, lean)``, timed in
-    ``rounds`` interleaved rounds of ``iters`` steps (:func:`step_times`), so a slow spell of the machine
-    falls on every variant alike. ``by_round``, when given, receives each variant's median per round:
-    how much a ratio moves from round to round is the noise a single comparison carries."""
-    times = {key: [] for key in variants}
-    for _ in range(rounds):
+    """Median seconds per training step of each variant ``name -> (model, autocast dtype, lean)``: after
+    one untimed step each, ``rounds`` rounds of ``iters`` steps, the variants taking turns step by step
+    (one step of each, then the next), so a slow spell of the machine falls on every variant alike; a
+    shared VM's speed drifts by tens of percent within seconds, and timing one variant's steps as a
+    block, then the other's, turned that drift into ratios from 1.34x to 1.79x for one model in one run.
+    ``by_round``, when given, receives each variant's median per round: how much a ratio still moves
+    from round to round is the noise a comparison carries."""
+    from .train import make_optimizer
+
+    def use(model, lean: bool) -> None:
+        model.train()
+        if hasattr(model, "lean_step"):
+            model.lean_step = lean
+
+    optimizers = {}
+    times: dict = {key: [] for key in variants}
+    try:
         for key, (model, dtype, lean) in variants.items():
-            seconds = step_times(model, context, future, iters, dtype, lean)
-            times[key] += seconds
-            if by_round is not None:
-                by_round.setdefault(key, []).append(float(np.median(seconds)))
+            use(model, lean)
+            optimizers[key] = make_optimizer(model, fused=lean)  # the fused AdamW fit uses, for the fast step
+            train_step(model, optimizers[key], context, future, dtype)  # untimed: the optimizer's state exists
+        for _ in range(rounds):
+            this_round: dict = {key: [] for key in variants}
+            for _ in range(iters):
+                for key, (model, dtype, lean) in variants.items():
+                    use(model, lean)
+                    tic = time.perf_counter()
+                    train_step(model, optimizers[key], context, future, dtype)
+                    if context.is_cuda:
+                        torch.cuda.synchronize()
+                    this_round[key].append(time.perf_counter() - tic)
+            for key, seconds in this_round.items():
+                times[key] += seconds
+                if by_round is not None:
+                    by_round.setdefault(key, []).append(float(np.median(seconds)))
+    finally:
+        for model, _, _ in variants.values():
+            if hasattr(model, "lean_step"):
+                model.lean_step = True
     return {key: float(np.median(seconds)) for key, seconds in times.items()}
 
 
