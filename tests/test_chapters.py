@@ -50,6 +50,28 @@ def test_shown_code_fits_the_page(notebook):
     assert not long, f"{notebook.name}: lines over {PAGE_WIDTH} characters (cell, line): {long[:3]}"
 
 
+SHOWN_ONLY_LAST = {"table"}  # vidpred.viz.table returns a Styler: a page shows it only as a cell's last value
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_every_table_reaches_the_page(notebook):
+    """A ``table(...)`` that is not a cell's last statement (or sits inside a loop) is computed and dropped:
+    chapter 7 built two tables nobody saw. Such a call goes inside ``display(...)``."""
+    import ast
+
+    lost = []
+    for i, cell in enumerate(cells(notebook)):
+        if cell["cell_type"] != "code":
+            continue  # IPython's magics and shell lines become a no-op of the same indentation
+        code = "\n".join(re.sub(r"^(\s*)[%!].*", r"\1pass", line) for line in source(cell).splitlines())
+        body = ast.parse(code).body
+        for node in ast.walk(ast.Module(body=body, type_ignores=[])):
+            if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+                    and getattr(node.value.func, "id", None) in SHOWN_ONLY_LAST and node is not body[-1]):
+                lost.append((i, node.lineno))
+    assert not lost, f"{notebook.name}: table(...) not shown (cell, line): {lost}; wrap it in display(...)"
+
+
 BIB_KEYS = set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "book" / "references.bib").read_text(), re.M))
 CITED_NAMES = {"OpenSTL": "tan2023openstl", "Moving MNIST": "srivastava2015lstm", "UCF101": "soomro2012ucf101"}
 
