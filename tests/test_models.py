@@ -352,6 +352,30 @@ def test_analogue_distances_match_a_direct_computation():
                 assert torch.isinf(got).all()
 
 
+def test_analogue_rollout_in_mixing_weights_equals_one_over_pixels():
+    """The analogue rolls out on each input's mixing weights over the context, with distances from the
+    context's Gram matrix; here the same method over pixels: every prediction materialised, its
+    distances taken from the pixel differences."""
+    from vidpred.models.base import analogue_distances
+
+    torch.manual_seed(0)
+    base = torch.rand(10, 256)
+    context = torch.stack([base[t % 7] + 0.05 * torch.rand(256) for t in range(30)])[None]  # near-periodic
+    context = torch.cat([context, torch.rand(1, 30, 256)]).view(2, 30, 1, 16, 16)
+    config = build("analogue").config
+    frames = list(context.flatten(2).double().unbind(1))
+    for t in range(29, 44):
+        stacked = torch.stack(frames, 1)
+        distances = torch.zeros(2, 44, 44, dtype=torch.float64)
+        distances[:, : t + 1, : t + 1] = (stacked[:, :, None] - stacked[:, None]).square().mean(-1)
+        forward, mirror = analogue_distances(distances.float(), t, config.window)
+        scores = torch.logaddexp(-forward / config.temperature, -mirror / config.temperature)
+        weights = torch.softmax(scores, 1).flip(1).double()
+        frames.append(torch.einsum("bj,bjn->bn", weights, stacked))
+    direct = torch.stack(frames[30:], 1).float().view(2, 15, 1, 16, 16)
+    assert torch.allclose(build("analogue")(context, 15), direct, atol=1e-5)
+
+
 def test_analogue_copies_repeated_and_reversed_motion():
     poses = torch.rand(30, 1, 64, 64)
     periodic = torch.stack([poses[t % 10] for t in range(45)])[None]  # a repetition every 10 frames

@@ -161,14 +161,17 @@ def analogue_distances(distances: torch.Tensor, t: int, window: int) -> tuple[to
     return both[:, 0], both[:, 1]
 
 
-def pairwise_distances(frames: torch.Tensor) -> torch.Tensor:
+def pairwise_distances(frames: torch.Tensor, gram: bool = False):
     """Mean squared distance between every two of ``frames`` (B, T, N): (B, T, T), as
-    ‖a‖² + ‖b‖² − 2a·b in one batched product, in float64 (so the difference loses nothing)."""
+    ‖a‖² + ‖b‖² − 2a·b in one batched product, in float64 (so the difference loses nothing). With
+    ``gram``, also that product, the frames' Gram matrix (B, T, T) in float64."""
     flat = frames.double()
     norms = flat.square().sum(2)
+    product = flat @ flat.transpose(1, 2)
     # 2·(a·b), not (2a)·b: the same bits (a power of two scales exactly), without scaling every pixel.
-    square = norms[:, :, None] + norms[:, None, :] - 2 * (flat @ flat.transpose(1, 2))
-    return (square.clamp(min=0) / flat.shape[2]).to(frames.dtype)
+    square = norms[:, :, None] + norms[:, None, :] - 2 * product
+    distances = (square.clamp(min=0) / flat.shape[2]).to(frames.dtype)
+    return (distances, product) if gram else distances
 
 
 def add_distances(frames: torch.Tensor, distances: torch.Tensor, t: int, scratch: torch.Tensor | None = None) -> None:

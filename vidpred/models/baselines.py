@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .base import Predictor, add_distances, analogue_distances, pairwise_distances
+from .base import Predictor, analogue_distances, pairwise_distances
 
 
 @dataclass
@@ -114,18 +114,25 @@ class Analogue(Predictor):
     name, trainable, Config = "analogue", False, AnalogueConfig
 
     def forward(self, context: torch.Tensor, n_future: int = 15) -> torch.Tensor:
+        """Every prediction is a softmax mix of the inputs so far, and every input is the context or such a
+        mix, so each input is a mix of the context frames: the rollout runs on those ``n_context`` mixing
+        weights (``mix``), and the distance of a prediction to an input, ‖(c − c′)·X‖², comes from the
+        context's Gram matrix G = X·Xᵀ as (c − c′)·G·(c − c′)ᵀ, in float64. The pixels are mixed once, at
+        the end: one product instead of a pass over every pixel of every input at every step."""
         batch, n_context = context.shape[:2]
         length = n_context + n_future - 1  # every input of the rollout
-        frames = context.new_zeros(batch, length, context[0, 0].numel())
-        scratch = torch.empty_like(frames)  # see add_distances
+        flat = context.flatten(2)  # (B, n_context, N)
         distances = context.new_zeros(batch, length, length)
-        frames[:, :n_context] = context.flatten(2)
-        distances[:, :n_context, :n_context] = pairwise_distances(context.flatten(2))
+        distances[:, :n_context, :n_context], gram = pairwise_distances(flat, gram=True)
+        mix = gram.new_zeros(batch, length, n_context)  # each input as a mix of the context frames
+        mix[:, :n_context] = torch.eye(n_context, dtype=gram.dtype, device=gram.device)
         predictions = []
         for t in range(n_context - 1, length):
-            if t >= n_context:  # the previous prediction is the newest input
-                frames[:, t] = predictions[-1].flatten(1)
-                add_distances(frames, distances, t, scratch)
+            if t >= n_context:  # the previous prediction is the newest input: its distances to all inputs
+                diff = mix[:, : t + 1] - mix[:, t : t + 1]  # (B, t + 1, n_context)
+                row = ((diff @ gram) * diff).sum(2).clamp(min=0).div(flat.shape[2]).to(distances.dtype)
+                distances[:, t, : t + 1] = row
+                distances[:, : t + 1, t] = row
             forward, mirror = analogue_distances(distances, t, self.config.window)
             scores = -forward / self.config.temperature
             if self.config.mirror:
@@ -134,6 +141,9 @@ class Analogue(Predictor):
             no_analogue = ~torch.isfinite(scores).any(1, keepdim=True)
             scores = scores.masked_fill(no_analogue, float("-inf"))
             scores[:, 0:1] = scores[:, 0:1].masked_fill(no_analogue, 0.0)
-            weights = torch.softmax(scores, 1).flip(1)  # (B, t + 1), oldest first like the frames
-            predictions.append(torch.bmm(weights[:, None], frames[:, : t + 1]).view_as(context[:, 0]))
-        return torch.stack(predictions, 1)  # (B, n_future, 1, H, W)
+            weights = torch.softmax(scores, 1).flip(1)  # (B, t + 1), oldest first like the inputs
+            predictions.append(torch.bmm(weights.to(mix.dtype)[:, None], mix[:, : t + 1])[:, 0])  # (B, n_context)
+            if t + 1 < length:
+                mix[:, t + 1] = predictions[-1]
+        frames = torch.bmm(torch.stack(predictions, 1).to(flat.dtype), flat)  # (B, n_future, N)
+        return frames.view(batch, n_future, *context.shape[2:])  # (B, n_future, 1, H, W)
