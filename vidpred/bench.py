@@ -147,14 +147,15 @@ def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int, d
 
 
 def compare_steps(variants: dict, context: torch.Tensor, future: torch.Tensor, iters: int, rounds: int = 5,
-                  by_round: dict | None = None) -> dict:
+                  by_round: dict | None = None, steps: dict | None = None) -> dict:
     """Median seconds per training step of each variant ``name -> (model, autocast dtype, lean)``: after
     one untimed step each, ``rounds`` rounds of ``iters`` steps, the variants taking turns step by step
     (one step of each, then the next), so a slow spell of the machine falls on every variant alike; a
     shared VM's speed drifts by tens of percent within seconds, and timing one variant's steps as a
     block, then the other's, turned that drift into ratios from 1.34x to 1.79x for one model in one run.
     ``by_round``, when given, receives each variant's median per round: how much a ratio still moves
-    from round to round is the noise a comparison carries."""
+    from round to round is the noise a comparison carries. ``steps``, when given, receives each variant's
+    seconds per step in the order taken, so that step i of every variant ran side by side (:func:`pair_ratios`)."""
     from .train import make_optimizer
 
     def use(model, lean: bool) -> None:
@@ -187,12 +188,22 @@ def compare_steps(variants: dict, context: torch.Tensor, future: torch.Tensor, i
         for model, _, _ in variants.values():
             if hasattr(model, "lean_step"):
                 model.lean_step = True
+    if steps is not None:
+        steps.update(times)
     return {key: float(np.median(seconds)) for key, seconds in times.items()}
 
 
 def round_ratios(by_round: dict) -> list[float]:
     """The reference's time over the fast step's, round by round (see :func:`compare_steps`)."""
     return [reference / fast for reference, fast in zip(by_round["reference"], by_round["fast"])]
+
+
+def pair_ratios(steps: dict) -> list[float]:
+    """The reference's time over the fast step's for each pair of steps taken one after the other (see
+    :func:`compare_steps`): their median is the speed-up. Dividing the median of all reference steps by
+    the median of all fast steps instead lets a drift of the machine between rounds in: one run gave
+    1.46x that way while every one of its five rounds was between 1.53x and 1.61x."""
+    return [reference / fast for reference, fast in zip(steps["reference"], steps["fast"])]
 
 
 # The operators that do a step's convolutions and matrix products (forward and backward) on a CPU.
@@ -269,8 +280,9 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
     """Per model: parameters, FLOPs, inference latency and throughput, and the training step as training
     runs it (the lean step, mixed precision where :func:`vidpred.train.amp_dtype` picks it) beside the
     reference step (step by step, float32: the step before the speed-up) and beside the same model without
-    the analogue's help, each the median of ``rounds`` interleaved rounds of ``iters`` steps (the ratio of
-    each round too: ``speedup_by_round``), and where the fast
+    the analogue's help, each the median of ``rounds`` interleaved rounds of ``iters`` steps; the speed-up is
+    the median ratio of steps taken side by side (``speedup_by_step``; each round's ratio in
+    ``speedup_by_round``), and where the fast
     step's time goes (:func:`step_breakdown`: why it is below the matmul rate). ``larger``: the
     same comparison for the recurrent models in a larger configuration (:data:`LARGER`; None: skip it)."""
     from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms, placeholder_config
@@ -297,11 +309,13 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                 without = build(name, **{**prof.model_config(name), **WITHOUT_ANALOGUE[name]})
                 variants["without_analogue"] = (without, dtype, True)
             by_round: dict = {}
-            medians = compare_steps(variants, context, future, iters, rounds, by_round)
+            steps: dict = {}
+            medians = compare_steps(variants, context, future, iters, rounds, by_round, steps)
             seconds, reference = medians["fast"], medians["reference"]
             row.update(train_iter_per_s=1 / seconds, train_ms_per_step=seconds * 1000, train_clips_per_s=batch / seconds,
                        train_precision=str(dtype or torch.float32).removeprefix("torch."),
-                       train_ms_per_step_reference=reference * 1000, speedup=reference / seconds,
+                       train_ms_per_step_reference=reference * 1000,
+                       speedup=float(np.median(pair_ratios(steps))), speedup_by_step=pair_ratios(steps),
                        train_flops_per_iter=step_flops, achieved_gflops=step_flops / seconds / 1e9,
                        fraction_of_matmul=step_flops / seconds / 1e9 / peak,
                        reference_fraction_of_matmul=step_flops / reference / 1e9 / peak,
@@ -317,14 +331,15 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
         config = {**prof.model_config(name), **overrides}
         model = build(name, **config)
         context, future = torch.rand(larger["batch"], 30, 1, 64, 64), torch.rand(larger["batch"], 15, 1, 64, 64)
-        by_round = {}
+        by_round, steps = {}, {}
         medians = compare_steps({"fast": (model, dtype, True), "reference": (model, None, False)}, context, future,
-                                iters, rounds, by_round)
+                                iters, rounds, by_round, steps)
         step_flops = step_flops_of(model, context, future)
         larger_rows.append({"model": name, "config": overrides, "batch": larger["batch"],
                             "train_ms_per_step": medians["fast"] * 1000,
                             "train_ms_per_step_reference": medians["reference"] * 1000,
-                            "speedup": medians["reference"] / medians["fast"], "speedup_by_round": round_ratios(by_round),
+                            "speedup": float(np.median(pair_ratios(steps))), "speedup_by_step": pair_ratios(steps),
+                            "speedup_by_round": round_ratios(by_round),
                             "fraction_of_matmul": step_flops / medians["fast"] / 1e9 / peak,
                             "reference_fraction_of_matmul": step_flops / medians["reference"] / 1e9 / peak,
                             "breakdown": step_breakdown(model, context, future, dtype, step_flops, peak)})
