@@ -119,33 +119,6 @@ def train_step(model, optimizer, context: torch.Tensor, future: torch.Tensor, dt
     optimizer.step()
 
 
-def step_times(model, context: torch.Tensor, future: torch.Tensor, iters: int, dtype: torch.dtype | None = None,
-               lean: bool = True) -> list[float]:
-    """Seconds of ``iters`` training steps (fwd + bwd + AdamW), after one untimed step. ``dtype``: the
-    autocast dtype (None: float32); ``lean``: the lean step with the fused AdamW ``fit`` uses (False: the
-    step-by-step reference with the step-by-step AdamW, see
-    :attr:`vidpred.models.base.RecurrentPredictor.lean_step`)."""
-    from .train import make_optimizer
-
-    optimizer = make_optimizer(model, fused=lean)
-    model.train()
-    if hasattr(model, "lean_step"):
-        model.lean_step = lean
-    times = []
-    try:
-        for i in range(iters + 1):
-            tic = time.perf_counter()
-            train_step(model, optimizer, context, future, dtype)
-            if context.is_cuda:
-                torch.cuda.synchronize()
-            if i:
-                times.append(time.perf_counter() - tic)
-    finally:
-        if hasattr(model, "lean_step"):
-            model.lean_step = True
-    return times
-
-
 def compare_steps(variants: dict, context: torch.Tensor, future: torch.Tensor, iters: int, rounds: int = 5,
                   by_round: dict | None = None, steps: dict | None = None) -> dict:
     """Median seconds per training step of each variant ``name -> (model, autocast dtype, lean)``: after
