@@ -119,64 +119,65 @@ def train_step(model, optimizer, context: torch.Tensor, future: torch.Tensor, dt
     optimizer.step()
 
 
+def prepare_step(model, lean: bool) -> None:
+    """Train mode, and the lean step (``lean``) or the step-by-step reference where the model has both."""
+    model.train()
+    if hasattr(model, "lean_step"):
+        model.lean_step = lean
+
+
+def ready_optimizer(model, lean: bool, context: torch.Tensor, future: torch.Tensor, dtype: torch.dtype | None):
+    """The AdamW a timed step uses (fused for the fast step, as ``fit``; step by step for the reference),
+    after one untimed step, so that its state exists before anything is timed."""
+    from .train import make_optimizer
+
+    prepare_step(model, lean)
+    optimizer = make_optimizer(model, fused=lean)
+    train_step(model, optimizer, context, future, dtype)
+    return optimizer
+
+
 def compare_steps(variants: dict, context: torch.Tensor, future: torch.Tensor, iters: int, rounds: int = 5,
-                  by_round: dict | None = None, steps: dict | None = None) -> dict:
+                  steps: dict | None = None) -> dict:
     """Median seconds per training step of each variant ``name -> (model, autocast dtype, lean)``: after
     one untimed step each, ``rounds`` rounds of ``iters`` steps, the variants taking turns step by step
     (one step of each, then the next), so a slow spell of the machine falls on every variant alike; a
     shared VM's speed drifts by tens of percent within seconds, and timing one variant's steps as a
     block, then the other's, turned that drift into ratios from 1.34x to 1.79x for one model in one run.
-    ``by_round``, when given, receives each variant's median per round: how much a ratio still moves
-    from round to round is the noise a comparison carries. ``steps``, when given, receives each variant's
-    seconds per step in the order taken, so that step i of every variant ran side by side (:func:`pair_ratios`)."""
-    from .train import make_optimizer
-
-    def use(model, lean: bool) -> None:
-        model.train()
-        if hasattr(model, "lean_step"):
-            model.lean_step = lean
-
-    optimizers = {}
+    ``steps``, when given, receives each variant's seconds per step in the order taken, so that step i
+    of every variant ran side by side (:func:`speedups`)."""
     times: dict = {key: [] for key in variants}
     try:
-        for key, (model, dtype, lean) in variants.items():
-            use(model, lean)
-            optimizers[key] = make_optimizer(model, fused=lean)  # the fused AdamW fit uses, for the fast step
-            train_step(model, optimizers[key], context, future, dtype)  # untimed: the optimizer's state exists
-        for _ in range(rounds):
-            this_round: dict = {key: [] for key in variants}
-            for _ in range(iters):
-                for key, (model, dtype, lean) in variants.items():
-                    use(model, lean)
-                    tic = time.perf_counter()
-                    train_step(model, optimizers[key], context, future, dtype)
-                    if context.is_cuda:
-                        torch.cuda.synchronize()
-                    this_round[key].append(time.perf_counter() - tic)
-            for key, seconds in this_round.items():
-                times[key] += seconds
-                if by_round is not None:
-                    by_round.setdefault(key, []).append(float(np.median(seconds)))
+        optimizers = {key: ready_optimizer(model, lean, context, future, dtype)
+                      for key, (model, dtype, lean) in variants.items()}
+        for _ in range(rounds * iters):
+            for key, (model, dtype, lean) in variants.items():
+                prepare_step(model, lean)
+                tic = time.perf_counter()
+                train_step(model, optimizers[key], context, future, dtype)
+                if context.is_cuda:
+                    torch.cuda.synchronize()
+                times[key].append(time.perf_counter() - tic)
     finally:
         for model, _, _ in variants.values():
-            if hasattr(model, "lean_step"):
-                model.lean_step = True
+            prepare_step(model, True)
     if steps is not None:
         steps.update(times)
     return {key: float(np.median(seconds)) for key, seconds in times.items()}
 
 
-def round_ratios(by_round: dict) -> list[float]:
-    """The reference's time over the fast step's, round by round (see :func:`compare_steps`)."""
-    return [reference / fast for reference, fast in zip(by_round["reference"], by_round["fast"])]
-
-
-def pair_ratios(steps: dict) -> list[float]:
-    """The reference's time over the fast step's for each pair of steps taken one after the other (see
-    :func:`compare_steps`): their median is the speed-up. Dividing the median of all reference steps by
-    the median of all fast steps instead lets a drift of the machine between rounds in: one run gave
-    1.46x that way while every one of its five rounds was between 1.53x and 1.61x."""
-    return [reference / fast for reference, fast in zip(steps["reference"], steps["fast"])]
+def speedups(steps: dict, iters: int) -> dict:
+    """The reference's time over the fast step's, from :func:`compare_steps`'s ``steps``: for each pair of
+    steps taken one after the other (``speedup_by_step``), their median (``speedup``), and per round of
+    ``iters`` steps the ratio of its medians (``speedup_by_round``: how much a ratio still moves from round
+    to round is the noise a comparison carries). The median of pairs, not the median of all reference
+    steps over that of all fast steps: that lets a drift of the machine between rounds in (one run gave
+    1.46x that way while every one of its five rounds was between 1.53x and 1.61x)."""
+    reference, fast = steps["reference"], steps["fast"]
+    by_step = [r / f for r, f in zip(reference, fast)]
+    by_round = [float(np.median(reference[i : i + iters]) / np.median(fast[i : i + iters]))
+                for i in range(0, len(fast), iters)]
+    return {"speedup": float(np.median(by_step)), "speedup_by_step": by_step, "speedup_by_round": by_round}
 
 
 # The operators that do a step's convolutions and matrix products (forward and backward) on a CPU.
@@ -198,19 +199,12 @@ def step_breakdown(model, context: torch.Tensor, future: torch.Tensor, dtype: to
     # Kineto prints a "USDT: ... profiler_start/stop" line to stderr around every profile, which lands in
     # the book's output; level 6 is above all its messages. A level the user set is kept.
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-    from .train import make_optimizer
-
-    optimizer = make_optimizer(model, fused=lean)
-    model.train()
-    if hasattr(model, "lean_step"):
-        model.lean_step = lean
     try:
-        train_step(model, optimizer, context, future, dtype)  # one untimed step: the optimizer's state exists
+        optimizer = ready_optimizer(model, lean, context, future, dtype)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             train_step(model, optimizer, context, future, dtype)
     finally:
-        if hasattr(model, "lean_step"):
-            model.lean_step = True
+        prepare_step(model, True)
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     products = sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS)
@@ -234,16 +228,13 @@ def step_flops_of(model, context: torch.Tensor, future: torch.Tensor) -> int:
     arithmetic, not the zero blocks of the lean step's merged convolutions."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model.train()
-    if hasattr(model, "lean_step"):
-        model.lean_step = False
+    prepare_step(model, False)
     try:
         with FlopCounterMode(display=False) as counter:
             loss, _ = model.training_loss(context, future, 0.5)
             loss.backward()
     finally:
-        if hasattr(model, "lean_step"):
-            model.lean_step = True
+        prepare_step(model, True)
     model.zero_grad()
     return counter.get_total_flops()
 
@@ -281,18 +272,15 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                 torch.manual_seed(0)
                 without = build(name, **{**prof.model_config(name), **WITHOUT_ANALOGUE[name]})
                 variants["without_analogue"] = (without, dtype, True)
-            by_round: dict = {}
             steps: dict = {}
-            medians = compare_steps(variants, context, future, iters, rounds, by_round, steps)
+            medians = compare_steps(variants, context, future, iters, rounds, steps)
             seconds, reference = medians["fast"], medians["reference"]
             row.update(train_iter_per_s=1 / seconds, train_ms_per_step=seconds * 1000, train_clips_per_s=batch / seconds,
                        train_precision=str(dtype or torch.float32).removeprefix("torch."),
-                       train_ms_per_step_reference=reference * 1000,
-                       speedup=float(np.median(pair_ratios(steps))), speedup_by_step=pair_ratios(steps),
+                       train_ms_per_step_reference=reference * 1000, **speedups(steps, iters),
                        train_flops_per_iter=step_flops, achieved_gflops=step_flops / seconds / 1e9,
                        fraction_of_matmul=step_flops / seconds / 1e9 / peak,
-                       reference_fraction_of_matmul=step_flops / reference / 1e9 / peak,
-                       speedup_by_round=round_ratios(by_round))
+                       reference_fraction_of_matmul=step_flops / reference / 1e9 / peak)
             row["breakdown"] = step_breakdown(model, context, future, dtype, step_flops, peak)
             if "without_analogue" in medians:
                 without = medians["without_analogue"]
@@ -304,15 +292,14 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
         config = {**prof.model_config(name), **overrides}
         model = build(name, **config)
         context, future = torch.rand(larger["batch"], 30, 1, 64, 64), torch.rand(larger["batch"], 15, 1, 64, 64)
-        by_round, steps = {}, {}
+        steps = {}
         medians = compare_steps({"fast": (model, dtype, True), "reference": (model, None, False)}, context, future,
-                                iters, rounds, by_round, steps)
+                                iters, rounds, steps)
         step_flops = step_flops_of(model, context, future)
         larger_rows.append({"model": name, "config": overrides, "batch": larger["batch"],
                             "train_ms_per_step": medians["fast"] * 1000,
                             "train_ms_per_step_reference": medians["reference"] * 1000,
-                            "speedup": float(np.median(pair_ratios(steps))), "speedup_by_step": pair_ratios(steps),
-                            "speedup_by_round": round_ratios(by_round),
+                            **speedups(steps, iters),
                             "fraction_of_matmul": step_flops / medians["fast"] / 1e9 / peak,
                             "reference_fraction_of_matmul": step_flops / medians["reference"] / 1e9 / peak,
                             "breakdown": step_breakdown(model, context, future, dtype, step_flops, peak)})
