@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -70,6 +71,64 @@ def test_bench_data_writes_json(tmp_path):
     assert result["decode"]["XVID"]["frames_per_s"] > 0 and result["synthetic"]["clips_per_s"] > 0
     batches = result["batches"]  # the training data path, as fit loads it
     assert batches["batch_size"] == 4 and batches["batches"] == 50 and batches["ms_per_batch"] > 0
+
+
+@pytest.mark.parametrize("what", ["models", "curves", "quality", "compile"])
+def test_bench_models_flag_picks_the_learned_models(what, tmp_path, monkeypatch):
+    from vidpred import bench
+
+    calls = []
+    monkeypatch.setattr(bench, f"bench_{what}", lambda profile, **options: calls.append((profile, options)) or {})
+    assert main(["bench", what, "--profile", "smoke", "--models", "transformer, convlstm",
+                 "--out", str(tmp_path / "out.json")]) == 0
+    assert calls == [("smoke", {"models": ("transformer", "convlstm")})]
+
+
+def test_bench_models_for_some_models_times_only_those():
+    from vidpred.bench import bench_models
+
+    larger = {"batch": 1, "models": {"convlstm": dict(hidden=(4,)), "predrnn": dict(hidden=(4, 4))}}
+    result = bench_models("smoke", batch=1, iters=1, larger=larger, rounds=1, models=("predrnn",))
+    learned = [r["model"] for r in result["models"] if "train_ms_per_step" in r]
+    assert learned == ["predrnn"] and [r["model"] for r in result["larger"]] == ["predrnn"]
+    assert {r["model"] for r in result["models"]} >= {"copy_last", "context_mean", "analogue"}  # baselines always
+
+
+def test_bench_compile_weighs_the_compile_time_against_the_run(monkeypatch):
+    import time
+
+    from vidpred.bench import bench_compile
+    from vidpred.config import get_profile
+
+    compiled = []
+
+    def compile_slowly(module):  # stands in for torch.compile (minutes): the first call costs 0.3 s more
+        compiled.append(module)
+        calls = []
+
+        def step(*args):
+            if not calls:
+                time.sleep(0.3)
+            calls.append(args)
+            return module(*args)
+        return step
+
+    cache_before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setattr(torch, "compile", compile_slowly)
+    result = bench_compile("smoke", models=("transformer",), batch=1, iters=2, rounds=2)
+    [row] = result["models"]
+    assert len(compiled) == 2 and row["model"] == "transformer" and result["rounds"] == 2  # empty cache, then cached
+    assert row["run_steps"] == get_profile("smoke").train_config("transformer").steps
+    assert row["speedup"] == pytest.approx(float(np.median(row["speedup_by_step"]))) and len(row["speedup_by_step"]) == 4
+    saving = (row["train_ms_per_step"] - row["train_ms_per_step_compiled"]) / 1000
+    for suffix in ("", "_cached"):
+        seconds = row[f"compile_seconds{suffix}"]
+        assert 0.25 < seconds < 1.0  # the first step less a compiled step
+        assert row[f"run_seconds_saved{suffix}"] == pytest.approx(row["run_steps"] * saving - seconds)
+        break_even = row[f"break_even_steps{suffix}"]
+        assert break_even == (pytest.approx(seconds / saving) if saving > 0 else None)  # None: never pays back
+        assert row[f"pays_back{suffix}"] == (break_even is not None and break_even < row["run_steps"])
+    assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == cache_before  # the benchmark's own cache is gone
 
 
 def test_bench_analogue_chooses_on_validation(tmp_path):

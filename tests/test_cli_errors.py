@@ -47,6 +47,15 @@ def test_training_a_baseline_says_baselines_need_no_training(capsys):
     assert "is not a model" in error_of(["train", "--model", "resnet"], capsys)
 
 
+def test_bench_models_flag_names_the_bad_model_and_where_it_applies(capsys):
+    line = error_of(["bench", "curves", "--models", "convlstm,resnet"], capsys)
+    assert "argument --models: 'resnet' is not a model; give some of convlstm, predrnn" in line
+    assert "copy_last is a baseline" in error_of(["bench", "quality", "--models", "copy_last"], capsys)
+    assert "no model named" in error_of(["bench", "models", "--models", ","], capsys)
+    line = error_of(["bench", "data", "--models", "convlstm"], capsys)  # before any work
+    assert line == "vidpred bench: --models applies to bench models, curves, quality, compile, not bench data; leave it out"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("command", ["train", "evaluate", "generate"])
 def test_cuda_without_cuda(command, capsys):

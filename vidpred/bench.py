@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -240,7 +241,7 @@ def step_flops_of(model, context: torch.Tensor, future: torch.Tensor) -> int:
 
 
 def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, larger: dict | None = LARGER,
-                 rounds: int = 5) -> dict:
+                 rounds: int = 5, models=None) -> dict:
     """Per model: parameters, FLOPs, inference latency and throughput, and the training step as training
     runs it (the lean step, mixed precision where :func:`vidpred.train.amp_dtype` picks it) beside the
     reference step (step by step, float32: the step before the speed-up) and beside the same model without
@@ -248,7 +249,8 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
     the median ratio of steps taken side by side (``speedup_by_step``; each round's ratio in
     ``speedup_by_round``), and where the fast
     step's time goes (:func:`step_breakdown`: why it is below the matmul rate). ``larger``: the
-    same comparison for the recurrent models in a larger configuration (:data:`LARGER`; None: skip it)."""
+    same comparison for the recurrent models in a larger configuration (:data:`LARGER`; None: skip it).
+    ``models``: only these learned models (and the larger configurations of those), the baselines always."""
     from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms, placeholder_config
     from .train import amp_dtype
     from .utils import keep_freed_memory
@@ -258,7 +260,7 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
     peak = matmul_gflops()
     dtype = amp_dtype(torch.device("cpu"), True)
     rows = []
-    for name in (*BASELINES, *LEARNED):
+    for name in (*BASELINES, *(models or LEARNED)):
         torch.manual_seed(0)
         model = build(name, **placeholder_config(name, prof.model_config(name)))
         row = {"model": name, "params": count_parameters(model), "flops_per_clip": count_flops(model),
@@ -288,6 +290,8 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
         rows.append(row)
     larger_rows = []
     for name, overrides in (larger or {"models": {}})["models"].items():
+        if models and name not in models:
+            continue
         torch.manual_seed(0)
         config = {**prof.model_config(name), **overrides}
         model = build(name, **config)
@@ -373,6 +377,100 @@ def bench_curves(profile: str | None = None, models=None, fraction: float = 1 / 
     precision = amp_dtype(torch.device("cpu"), True)
     return {"machine": machine(), "profile": prof.name, "threads": torch.get_num_threads(),
             "fast_precision": str(precision or torch.float32).removeprefix("torch."), "models": rows}
+
+
+class ModuleStep:
+    """``model``'s training step through ``module`` (a :class:`vidpred.train.LossModule` of it, or
+    ``torch.compile`` of one, as ``fit`` runs it with ``compile=True``), for :func:`compare_steps`."""
+
+    def __init__(self, model, module):
+        self.model, self.module = model, module
+
+    def train(self) -> None:
+        self.model.train()
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def training_loss(self, context: torch.Tensor, future: torch.Tensor, progress: float):
+        return self.module(context, future, progress)
+
+
+@contextlib.contextmanager
+def compile_cache(folder: str):
+    """``torch.compile`` with its on-disk cache in ``folder`` and nothing compiled in memory: what a first run on a
+    fresh machine pays (an empty ``folder``), or a later run that finds the cache (the same ``folder`` again)."""
+    import torch._dynamo
+
+    def forget() -> None:
+        torch._dynamo.reset()
+        try:
+            from torch._inductor.utils import clear_caches
+        except ImportError:  # an older torch: the on-disk cache still moves with the variable
+            return
+        clear_caches()
+
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+    forget()
+    try:
+        yield
+    finally:
+        forget()
+        if before is None:
+            del os.environ["TORCHINDUCTOR_CACHE_DIR"]
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
+
+
+def bench_compile(profile: str | None = None, models=None, batch: int = 8, iters: int = 5, rounds: int = 3) -> dict:
+    """Does ``torch.compile`` pay back within a training run? Per model, as ``fit`` runs it with ``compile=True``
+    (the lean step, mixed precision where the CPU has it, fused AdamW): the compile time of a first run, with an
+    empty compile cache (``compile_seconds``: the first compiled step less a compiled step), and of a later run
+    that finds the cache on disk (``compile_seconds_cached``: a resumed run, or the next model trained with the
+    same shapes); the compiled and the plain step timed side by side (:func:`compare_steps`; the speed-up is the
+    median of pair ratios); and, for each compile time, the steps it takes to earn it back (``break_even_steps``;
+    None when compiling does not make the step faster) and the seconds the profile's run (``run_steps``) would
+    save net of compiling (negative: it costs)."""
+    from .models import LEARNED, build
+    from .train import LossModule, amp_dtype
+    from .utils import keep_freed_memory
+
+    prof = get_profile(profile)
+    keep_freed_memory()
+    dtype = amp_dtype(torch.device("cpu"), True)
+    rows = []
+    for name in models or LEARNED:
+        torch.manual_seed(0)
+        model = build(name, **prof.model_config(name))
+        context, future = torch.rand(batch, 30, 1, 64, 64), torch.rand(batch, 15, 1, 64, 64)
+        plain = ModuleStep(model, LossModule(model))
+        optimizer = ready_optimizer(plain, True, context, future, dtype)
+        first = {}
+        with tempfile.TemporaryDirectory() as folder:
+            for kind in ("empty", "cached"):
+                with compile_cache(folder):
+                    compiled = ModuleStep(model, torch.compile(LossModule(model)))
+                    tic = time.perf_counter()
+                    train_step(compiled, optimizer, context, future, dtype)  # compiles
+                    first[kind] = time.perf_counter() - tic
+                    if kind == "cached":  # time it against the plain step while it is compiled
+                        steps: dict = {}
+                        medians = compare_steps({"fast": (compiled, dtype, True), "reference": (plain, dtype, True)},
+                                                context, future, iters, rounds, steps)
+        compiled_s, plain_s = medians["fast"], medians["reference"]
+        saving, run_steps = plain_s - compiled_s, prof.train_config(name).steps
+        row = {"model": name, "train_ms_per_step": plain_s * 1000, "train_ms_per_step_compiled": compiled_s * 1000,
+               **speedups(steps, iters), "run_steps": run_steps}
+        for suffix, kind in (("", "empty"), ("_cached", "cached")):
+            seconds = max(0.0, first[kind] - compiled_s)
+            break_even = seconds / saving if saving > 0 else None
+            row.update({f"compile_seconds{suffix}": seconds, f"break_even_steps{suffix}": break_even,
+                        f"pays_back{suffix}": break_even is not None and break_even < run_steps,
+                        f"run_seconds_saved{suffix}": run_steps * saving - seconds})
+        rows.append(row)
+    return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(),
+            "rounds": rounds, "train_precision": str(dtype or torch.float32).removeprefix("torch."), "models": rows}
 
 
 def test_probe(test, batch_size: int = 32):
@@ -555,8 +653,8 @@ def bench_app(profile: str | None = None, clients: int = 20, requests: int = 3, 
 
 
 def run(what: str, profile: str | None = None, **options) -> dict:
-    """``options`` go to the app benchmark (clients, requests, checkpoints)."""
-    if what == "app":
-        return bench_app(profile, **options)
+    """``options`` go to the benchmark: the app's clients, requests and checkpoints; ``models`` (learned
+    models by name) to models, curves, quality and compile."""
     return {"data": bench_data, "models": bench_models, "train": bench_train, "quality": bench_quality,
-            "analogue": bench_analogue, "curves": bench_curves}[what](profile)
+            "analogue": bench_analogue, "curves": bench_curves, "compile": bench_compile, "app": bench_app}[what](
+        profile, **options)

@@ -203,6 +203,10 @@ def cmd_bench(args) -> int:
     from . import bench
 
     options = {"clients": args.clients, "requests": args.requests, "checkpoints": args.checkpoints} if args.what == "app" else {}
+    if args.models is not None:
+        if args.what not in MODEL_BENCHES:
+            raise ValueError(f"--models applies to bench {', '.join(MODEL_BENCHES)}, not bench {args.what}; leave it out")
+        options["models"] = args.models
     result = bench.run(args.what, profile=args.profile, **options)
     out = Path(args.out or f"bench/{args.what}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -274,6 +278,26 @@ def device_name(text: str) -> str:
                                              f"use --device cuda:0 to cuda:{torch.cuda.device_count() - 1}")
         return text
     raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+
+
+MODEL_BENCHES = ("models", "curves", "quality", "compile")  # the benchmarks that take --models
+
+
+def learned_models(text: str) -> tuple[str, ...]:
+    """``--models convlstm,transformer``: learned models by name, comma-separated."""
+    from .models import BASELINES, LEARNED
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if name in BASELINES:
+            raise argparse.ArgumentTypeError(f"{name} is a baseline (bench models times it anyway); "
+                                             f"give learned models: {', '.join(LEARNED)}")
+        if name not in LEARNED:
+            raise argparse.ArgumentTypeError(f"{name!r} is not a model; give some of {', '.join(LEARNED)}, "
+                                             "comma-separated")
+    if not names:
+        raise argparse.ArgumentTypeError(f"no model named; give some of {', '.join(LEARNED)}, comma-separated")
+    return names
 
 
 def trainable_model(text: str) -> str:
@@ -382,12 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
     p.set_defaults(func=cmd_app)
     p = sub.add_parser("bench", help="benchmarks; write JSON")
-    p.add_argument("what", choices=("data", "models", "train", "quality", "analogue", "curves", "app"))
+    p.add_argument("what", choices=("data", "models", "train", "quality", "analogue", "curves", "compile", "app"))
     p.add_argument("--profile", choices=PROFILES, default=None)
     p.add_argument("--out", help="JSON path (default bench/<what>.json)")
     p.add_argument("--clients", type=positive_int, default=20, help="app: concurrent gradio_client callers")
     p.add_argument("--requests", type=positive_int, default=3, help="app: predictions per caller")
     p.add_argument("--checkpoints", help="app: runs folder (default runs/<profile>)")
+    p.add_argument("--models", type=learned_models, default=None,
+                   help="models, curves, quality, compile: only these learned models, comma-separated (default: all)")
     p.set_defaults(func=cmd_bench)
     return parser
 

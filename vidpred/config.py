@@ -54,7 +54,7 @@ class TrainConfig:
     warmup_steps: int = 20
     grad_clip: float = 1.0
     amp: bool = True  # mixed precision: CUDA bf16 (else fp16 + GradScaler); CPU bf16 where native (train.amp_dtype)
-    compile: bool = False  # torch.compile; worth it on a GPU, not on a 2-core CPU
+    compile: bool = False  # torch.compile the step; `vidpred bench compile` says whether it pays back in a run
     eval_every: int = 100
     eval_batches: int = 8
     checkpoint_every: int = 100
