@@ -79,7 +79,7 @@ def test_bench_models_flag_picks_the_learned_models(what, tmp_path, monkeypatch)
 
     calls = []
     monkeypatch.setattr(bench, f"bench_{what}", lambda profile, **options: calls.append((profile, options)) or {})
-    assert main(["bench", what, "--profile", "smoke", "--models", "transformer, convlstm",
+    assert main(["bench", what, "--profile", "smoke", "--models", "transformer, convlstm,transformer",
                  "--out", str(tmp_path / "out.json")]) == 0
     assert calls == [("smoke", {"models": ("transformer", "convlstm")})]
 

@@ -284,10 +284,10 @@ MODEL_BENCHES = ("models", "curves", "quality", "compile")  # the benchmarks tha
 
 
 def learned_models(text: str) -> tuple[str, ...]:
-    """``--models convlstm,transformer``: learned models by name, comma-separated."""
+    """``--models convlstm,transformer``: learned models by name, comma-separated (each once, in that order)."""
     from .models import BASELINES, LEARNED
 
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     for name in names:
         if name in BASELINES:
             raise argparse.ArgumentTypeError(f"{name} is a baseline (bench models times it anyway); "
