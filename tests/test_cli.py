@@ -113,6 +113,8 @@ def test_bench_compile_weighs_the_compile_time_against_the_run(monkeypatch):
             return module(*args)
         return step
 
+    import torch._dynamo  # noqa: F401 (importing it sets the variable to torch's default folder)
+
     cache_before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     monkeypatch.setattr(torch, "compile", compile_slowly)
     result = bench_compile("smoke", models=("transformer",), batch=1, iters=2, rounds=2)
