@@ -252,7 +252,7 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
     same comparison for the recurrent models in a larger configuration (:data:`LARGER`; None: skip it).
     ``models``: only these learned models (and the larger configurations of those), the baselines always."""
     from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms, placeholder_config
-    from .train import amp_dtype
+    from .train import amp_dtype, precision_name
     from .utils import keep_freed_memory
 
     prof = get_profile(profile)
@@ -278,7 +278,7 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
             medians = compare_steps(variants, context, future, iters, rounds, steps)
             seconds, reference = medians["fast"], medians["reference"]
             row.update(train_iter_per_s=1 / seconds, train_ms_per_step=seconds * 1000, train_clips_per_s=batch / seconds,
-                       train_precision=str(dtype or torch.float32).removeprefix("torch."),
+                       train_precision=precision_name(dtype),
                        train_ms_per_step_reference=reference * 1000, **speedups(steps, iters),
                        train_flops_per_iter=step_flops, achieved_gflops=step_flops / seconds / 1e9,
                        fraction_of_matmul=step_flops / seconds / 1e9 / peak,
@@ -309,7 +309,7 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                             "breakdown": step_breakdown(model, context, future, dtype, step_flops, peak)})
     return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(), "rounds": rounds,
             "matmul_2048_gflops": peak, "matmul_2048_gflops_bf16": matmul_gflops(dtype=torch.bfloat16) if dtype else None,
-            "train_precision": str(dtype or torch.float32).removeprefix("torch."), "models": rows,
+            "train_precision": precision_name(dtype), "models": rows,
             "larger": larger_rows}
 
 
@@ -347,7 +347,7 @@ def bench_curves(profile: str | None = None, models=None, fraction: float = 1 / 
     validation curves, their largest relative gap, the test MSE and the training seconds of each."""
     from .data import windows
     from .models import LEARNED, build
-    from .train import amp_dtype, fit, validation_mse
+    from .train import amp_dtype, fit, precision_name, validation_mse
 
     prof = get_profile(profile)
     datasets = windows(prof.data)
@@ -376,7 +376,7 @@ def bench_curves(profile: str | None = None, models=None, fraction: float = 1 / 
                          "speedup": runs["reference"]["train_seconds"] / runs["fast"]["train_seconds"]})
     precision = amp_dtype(torch.device("cpu"), True)
     return {"machine": machine(), "profile": prof.name, "threads": torch.get_num_threads(),
-            "fast_precision": str(precision or torch.float32).removeprefix("torch."), "models": rows}
+            "fast_precision": precision_name(precision), "models": rows}
 
 
 class ModuleStep:
@@ -444,7 +444,7 @@ def bench_compile(profile: str | None = None, models=None, batch: int = 8, iters
     None when compiling does not make the step faster) and the seconds the profile's run (``run_steps``) would
     save net of compiling (negative: it costs)."""
     from .models import LEARNED, build
-    from .train import LossModule, amp_dtype
+    from .train import LossModule, amp_dtype, precision_name
     from .utils import keep_freed_memory
 
     prof = get_profile(profile)
@@ -478,7 +478,7 @@ def bench_compile(profile: str | None = None, models=None, batch: int = 8, iters
                         f"run_seconds_saved{suffix}": run_steps * saving - seconds})
         rows.append(row)
     return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(),
-            "rounds": rounds, "train_precision": str(dtype or torch.float32).removeprefix("torch."), "models": rows}
+            "rounds": rounds, "train_precision": precision_name(dtype), "models": rows}
 
 
 def test_probe(test, batch_size: int = 32):

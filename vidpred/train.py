@@ -151,6 +151,11 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How logs and benchmarks name the precision of a step: ``amp_dtype``'s result, None being float32."""
+    return str(dtype or torch.float32).removeprefix("torch.")
+
+
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     """The autocast dtype of a training step, or None for float32.
 
@@ -473,7 +478,7 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
                 "train_seconds": train_seconds, "best_val_mse": best, "rng": gathered,
                 "torch_version": str(torch.__version__), "device": str(dev),
-                "precision": str(dtype or torch.float32).removeprefix("torch."),  # what autocast trained in
+                "precision": precision_name(dtype),  # what autocast trained in
             })
 
     def log(record: dict) -> None:
