@@ -143,6 +143,8 @@ def test_bench_analogue_chooses_on_validation(tmp_path):
 
 def test_bench_models_times_the_fast_step_beside_the_reference_and_without_the_analogue(tmp_path):
     from vidpred.bench import PRODUCT_OPS, bench_models
+    from vidpred.config import get_profile
+    from vidpred.models import build
     from vidpred.train import amp_dtype
 
     larger = {"batch": 1, "models": {"predrnn": dict(hidden=(8, 8), kernel_size=5)}}  # small, for the test
@@ -167,11 +169,46 @@ def test_bench_models_times_the_fast_step_beside_the_reference_and_without_the_a
         assert breakdown["operators_per_step"] > 10 and len(breakdown["costliest_rest"]) == 5
         assert all(op["op"] not in PRODUCT_OPS for op in breakdown["costliest_rest"])
     assert "train_ms_per_step" not in rows["analogue"]  # nothing to train
+    assert "in_schedule" not in rows["transformer"]  # no sampling schedule: one regime
+    for name in ("convlstm", "predrnn", "predrnn_v2"):  # the smoke profile keeps their schedules
+        row, inside = rows[name], rows[name]["in_schedule"]
+        stop = build(name, **get_profile("smoke").model_config(name)).config.sampling_stop
+        assert inside["fraction_of_run"] == pytest.approx(stop) and inside["progress"] == pytest.approx(stop / 2)
+        assert inside["speedup"] == pytest.approx(float(np.median(inside["speedup_by_step"])))
+        run_reference = stop * inside["train_ms_per_step_reference"] + (1 - stop) * row["train_ms_per_step_reference"]
+        run_fast = stop * inside["train_ms_per_step"] + (1 - stop) * row["train_ms_per_step"]
+        assert inside["speedup_over_run"] == pytest.approx(run_reference / run_fast)
     [row] = result["larger"]
     assert (row["model"], row["config"], row["batch"]) == ("predrnn", larger["models"]["predrnn"], 1)
     assert row["speedup"] == pytest.approx(float(np.median(row["speedup_by_step"])))
     assert len(row["speedup_by_round"]) == len(row["speedup_by_step"]) == 3
     assert row["fraction_of_matmul"] > 0 and 0 < row["breakdown"]["products_share"] < 1
+
+
+def test_a_step_with_a_sampling_schedule_is_timed_inside_it_and_after_it(monkeypatch):
+    from vidpred import bench
+    from vidpred.models import build
+
+    progresses = []
+    train_step = bench.train_step
+
+    def recording_step(model, optimizer, context, future, dtype, progress=0.5):
+        progresses.append(progress)
+        train_step(model, optimizer, context, future, dtype, progress)
+
+    monkeypatch.setattr(bench, "train_step", recording_step)
+    model = build("predrnn_v2", hidden=(4,), patch_size=8, sampling_stop=0.4)
+    assert bench.schedule_of(model) == 0.4 and bench.schedule_of(build("transformer", dim=8, depth=1, heads=2)) == 0
+    assert bench.schedule_of(build("predrnn_v2", hidden=(4,), patch_size=8, sampling_stop=2.0)) == 1.0  # a whole run
+    context, future = torch.rand(1, 30, 1, 64, 64), torch.rand(1, 15, 1, 64, 64)
+    inside = bench.in_schedule(model, None, context, future, iters=1, rounds=2, after={"fast": 0.2, "reference": 0.3})
+    assert progresses == [0.2] * 6  # an untimed step and two rounds of one step, of both variants, at stop / 2
+    assert inside["progress"] == 0.2 and inside["fraction_of_run"] == 0.4
+    fast, reference = inside["train_ms_per_step"] / 1000, inside["train_ms_per_step_reference"] / 1000
+    assert inside["speedup_over_run"] == pytest.approx((0.4 * reference + 0.6 * 0.3) / (0.4 * fast + 0.6 * 0.2))
+    progresses.clear()
+    bench.compare_steps({"fast": (model, None, True)}, context, future, iters=1, rounds=1, progress=0.7)
+    assert progresses == [0.7, 0.7]
 
 
 def test_bench_curves_trains_the_fast_and_the_reference_step_from_one_seed():

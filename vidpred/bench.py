@@ -110,11 +110,12 @@ WITHOUT_ANALOGUE = {"convlstm": {"analogue_window": 0}, "predrnn": {"analogue_wi
                     "predrnn_v2": {"analogue_window": 0}, "transformer": {"analogue": False}}
 
 
-def train_step(model, optimizer, context: torch.Tensor, future: torch.Tensor, dtype: torch.dtype | None) -> None:
-    """One training step as the benchmarks time it: forward under autocast (``dtype``; None: float32),
-    backward, AdamW."""
+def train_step(model, optimizer, context: torch.Tensor, future: torch.Tensor, dtype: torch.dtype | None,
+               progress: float = 0.5) -> None:
+    """One training step as the benchmarks time it, at ``progress`` (the fraction of the run done, which
+    sets the sampling schedule's masks): forward under autocast (``dtype``; None: float32), backward, AdamW."""
     with torch.autocast(context.device.type, dtype=dtype, enabled=dtype is not None):
-        loss, _ = model.training_loss(context, future, 0.5)
+        loss, _ = model.training_loss(context, future, progress)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -127,35 +128,37 @@ def prepare_step(model, lean: bool) -> None:
         model.lean_step = lean
 
 
-def ready_optimizer(model, lean: bool, context: torch.Tensor, future: torch.Tensor, dtype: torch.dtype | None):
+def ready_optimizer(model, lean: bool, context: torch.Tensor, future: torch.Tensor, dtype: torch.dtype | None,
+                    progress: float = 0.5):
     """The AdamW a timed step uses (fused for the fast step, as ``fit``; step by step for the reference),
-    after one untimed step, so that its state exists before anything is timed."""
+    after one untimed step (at ``progress``), so that its state exists before anything is timed."""
     from .train import make_optimizer
 
     prepare_step(model, lean)
     optimizer = make_optimizer(model, fused=lean)
-    train_step(model, optimizer, context, future, dtype)
+    train_step(model, optimizer, context, future, dtype, progress)
     return optimizer
 
 
 def compare_steps(variants: dict, context: torch.Tensor, future: torch.Tensor, iters: int, rounds: int = 5,
-                  steps: dict | None = None) -> dict:
+                  steps: dict | None = None, progress: float = 0.5) -> dict:
     """Median seconds per training step of each variant ``name -> (model, autocast dtype, lean)``: after
     one untimed step each, ``rounds`` rounds of ``iters`` steps, the variants taking turns step by step
     (one step of each, then the next), so a slow spell of the machine falls on every variant alike; a
     shared VM's speed drifts by tens of percent within seconds, and timing one variant's steps as a
     block, then the other's, turned that drift into ratios from 1.34x to 1.79x for one model in one run.
     ``steps``, when given, receives each variant's seconds per step in the order taken, so that step i
-    of every variant ran side by side (:func:`speedups`)."""
+    of every variant ran side by side (:func:`speedups`). Every step runs at ``progress`` of a run
+    (:func:`train_step`; :func:`schedule_of` says where a model's step changes with it)."""
     times: dict = {key: [] for key in variants}
     try:
-        optimizers = {key: ready_optimizer(model, lean, context, future, dtype)
+        optimizers = {key: ready_optimizer(model, lean, context, future, dtype, progress)
                       for key, (model, dtype, lean) in variants.items()}
         for _ in range(rounds * iters):
             for key, (model, dtype, lean) in variants.items():
                 prepare_step(model, lean)
                 tic = time.perf_counter()
-                train_step(model, optimizers[key], context, future, dtype)
+                train_step(model, optimizers[key], context, future, dtype, progress)
                 if context.is_cuda:
                     torch.cuda.synchronize()
                 times[key].append(time.perf_counter() - tic)
@@ -165,6 +168,32 @@ def compare_steps(variants: dict, context: torch.Tensor, future: torch.Tensor, i
     if steps is not None:
         steps.update(times)
     return {key: float(np.median(seconds)) for key, seconds in times.items()}
+
+
+def schedule_of(model) -> float:
+    """The fraction of a training run that ``model`` spends inside its sampling schedule (its
+    ``sampling_stop``, at most 1; 0 without one). Inside it the rollout feeds some of its own predictions
+    back in place of ground truth, and PredRNN-V2's reverse schedule does so inside the context too, where
+    the lean step then cannot batch the context steps (:meth:`vidpred.models.base.RecurrentPredictor.rollout`):
+    a step there costs more, and gains less, than after the schedule. The benchmarks time a model's step
+    at ``(1 + stop) / 2`` of a run (after the schedule; 0.5 without one) and, where it has a schedule,
+    also at ``stop / 2`` (:func:`in_schedule`)."""
+    return min(max(float(getattr(model.config, "sampling_stop", 0.0)), 0.0), 1.0)
+
+
+def in_schedule(model, dtype: torch.dtype | None, context: torch.Tensor, future: torch.Tensor, iters: int,
+                rounds: int, after: dict) -> dict:
+    """The fast and the reference step of ``model`` inside its sampling schedule (at its middle), timed as
+    :func:`compare_steps` times them, and the speed-up over a whole run (``speedup_over_run``): the run's
+    seconds of the reference over the fast step's, each the median step of a regime (``after``: the medians
+    after the schedule) weighted by that regime's share of the run's steps."""
+    stop, steps = schedule_of(model), {}
+    medians = compare_steps({"fast": (model, dtype, True), "reference": (model, None, False)}, context, future,
+                            iters, rounds, steps, progress=stop / 2)
+    run = {kind: stop * medians[kind] + (1 - stop) * after[kind] for kind in ("fast", "reference")}
+    return {"progress": stop / 2, "fraction_of_run": stop, "train_ms_per_step": medians["fast"] * 1000,
+            "train_ms_per_step_reference": medians["reference"] * 1000, **speedups(steps, iters),
+            "speedup_over_run": run["reference"] / run["fast"]}
 
 
 def speedups(steps: dict, iters: int) -> dict:
@@ -247,8 +276,9 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
     reference step (step by step, float32: the step before the speed-up) and beside the same model without
     the analogue's help, each the median of ``rounds`` interleaved rounds of ``iters`` steps; the speed-up is
     the median ratio of steps taken side by side (``speedup_by_step``; each round's ratio in
-    ``speedup_by_round``), and where the fast
-    step's time goes (:func:`step_breakdown`: why it is below the matmul rate). ``larger``: the
+    ``speedup_by_round``), and where the fast step's time goes (:func:`step_breakdown`: why it is below the
+    matmul rate). Steps are timed after the model's sampling schedule; a model with one (PredRNN-V2 in the
+    book) is timed inside it too, with the speed-up over a whole run (``in_schedule``, :func:`in_schedule`). ``larger``: the
     same comparison for the recurrent models in a larger configuration (:data:`LARGER`; None: skip it).
     ``models``: only these learned models (and the larger configurations of those), the baselines always."""
     from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms, placeholder_config
@@ -275,7 +305,8 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                 without = build(name, **{**prof.model_config(name), **WITHOUT_ANALOGUE[name]})
                 variants["without_analogue"] = (without, dtype, True)
             steps: dict = {}
-            medians = compare_steps(variants, context, future, iters, rounds, steps)
+            stop = schedule_of(model)
+            medians = compare_steps(variants, context, future, iters, rounds, steps, progress=(1 + stop) / 2)
             seconds, reference = medians["fast"], medians["reference"]
             row.update(train_iter_per_s=1 / seconds, train_ms_per_step=seconds * 1000, train_clips_per_s=batch / seconds,
                        train_precision=precision_name(dtype),
@@ -284,6 +315,8 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                        fraction_of_matmul=step_flops / seconds / 1e9 / peak,
                        reference_fraction_of_matmul=step_flops / reference / 1e9 / peak)
             row["breakdown"] = step_breakdown(model, context, future, dtype, step_flops, peak)
+            if stop > 0:
+                row["in_schedule"] = in_schedule(model, dtype, context, future, iters, rounds, medians)
             if "without_analogue" in medians:
                 without = medians["without_analogue"]
                 row.update(train_ms_per_step_without_analogue=without * 1000, analogue_step_cost=seconds / without)
@@ -296,9 +329,9 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
         config = {**prof.model_config(name), **overrides}
         model = build(name, **config)
         context, future = torch.rand(larger["batch"], 30, 1, 64, 64), torch.rand(larger["batch"], 15, 1, 64, 64)
-        steps = {}
+        steps, stop = {}, schedule_of(model)
         medians = compare_steps({"fast": (model, dtype, True), "reference": (model, None, False)}, context, future,
-                                iters, rounds, steps)
+                                iters, rounds, steps, progress=(1 + stop) / 2)
         step_flops = step_flops_of(model, context, future)
         larger_rows.append({"model": name, "config": overrides, "batch": larger["batch"],
                             "train_ms_per_step": medians["fast"] * 1000,
@@ -307,6 +340,8 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                             "fraction_of_matmul": step_flops / medians["fast"] / 1e9 / peak,
                             "reference_fraction_of_matmul": step_flops / medians["reference"] / 1e9 / peak,
                             "breakdown": step_breakdown(model, context, future, dtype, step_flops, peak)})
+        if stop > 0:
+            larger_rows[-1]["in_schedule"] = in_schedule(model, dtype, context, future, iters, rounds, medians)
     return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(), "rounds": rounds,
             "matmul_2048_gflops": peak, "matmul_2048_gflops_bf16": matmul_gflops(dtype=torch.bfloat16) if dtype else None,
             "train_precision": precision_name(dtype), "models": rows,
