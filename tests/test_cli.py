@@ -208,7 +208,8 @@ def test_a_step_with_a_sampling_schedule_is_timed_inside_it_and_after_it(monkeyp
     assert inside["speedup_over_run"] == pytest.approx((0.4 * reference + 0.6 * 0.3) / (0.4 * fast + 0.6 * 0.2))
     progresses.clear()
     bench.compare_steps({"fast": (model, None, True)}, context, future, iters=1, rounds=1, progress=0.7)
-    assert progresses == [0.7, 0.7]
+    bench.step_breakdown(model, context, future, None, 1e9, 100.0, progress=0.7)
+    assert progresses == [0.7] * 4  # an untimed and a timed step each
 
 
 def test_bench_curves_trains_the_fast_and_the_reference_step_from_one_seed():

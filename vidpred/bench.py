@@ -217,11 +217,11 @@ PRODUCT_OPS = frozenset({"aten::mkldnn_convolution", "aten::convolution_backward
 
 
 def step_breakdown(model, context: torch.Tensor, future: torch.Tensor, dtype: torch.dtype | None,
-                   flops: float, peak_gflops: float, lean: bool = True) -> dict:
-    """Where one training step's time goes (``torch.profiler``, one step after an untimed one): the share
-    of the operators' own time spent in convolutions and matrix products, the rate those reach on the
-    step's ``flops`` against ``peak_gflops`` (the 2048² matmul), how many operators the step runs, and
-    the five costliest of the rest. The step's fraction of the matmul rate is about the product of the
+                   flops: float, peak_gflops: float, lean: bool = True, progress: float = 0.5) -> dict:
+    """Where one training step's time goes (``torch.profiler``: one step at ``progress`` of a run, after an
+    untimed one): the share of the operators' own time spent in convolutions and matrix products, the rate
+    those reach on the step's ``flops`` against ``peak_gflops`` (the 2048² matmul), how many operators the
+    step runs, and the five costliest of the rest. The step's fraction of the matmul rate is about the product of the
     share and that rate: which of the two keeps it below 1 is the measured reason. The profiler's own
     cost per operator inflates the rest a little, so the share is a lower bound."""
     from torch.profiler import ProfilerActivity, profile
@@ -230,9 +230,9 @@ def step_breakdown(model, context: torch.Tensor, future: torch.Tensor, dtype: to
     # the book's output; level 6 is above all its messages. A level the user set is kept.
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     try:
-        optimizer = ready_optimizer(model, lean, context, future, dtype)
+        optimizer = ready_optimizer(model, lean, context, future, dtype, progress)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            train_step(model, optimizer, context, future, dtype)
+            train_step(model, optimizer, context, future, dtype, progress)
     finally:
         prepare_step(model, True)
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
@@ -278,8 +278,9 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
     the median ratio of steps taken side by side (``speedup_by_step``; each round's ratio in
     ``speedup_by_round``), and where the fast step's time goes (:func:`step_breakdown`: why it is below the
     matmul rate). Steps are timed after the model's sampling schedule; a model with one (PredRNN-V2 in the
-    book) is timed inside it too, with the speed-up over a whole run (``in_schedule``, :func:`in_schedule`). ``larger``: the
-    same comparison for the recurrent models in a larger configuration (:data:`LARGER`; None: skip it).
+    book) is timed inside it too, with the speed-up over a whole run (``in_schedule``, :func:`in_schedule`).
+    ``larger``: the same comparison for the recurrent models in a larger configuration (:data:`LARGER`;
+    None: skip it).
     ``models``: only these learned models (and the larger configurations of those), the baselines always."""
     from .models import BASELINES, LEARNED, build, count_flops, count_parameters, latency_ms, placeholder_config
     from .train import amp_dtype, precision_name
@@ -314,7 +315,7 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                        train_flops_per_iter=step_flops, achieved_gflops=step_flops / seconds / 1e9,
                        fraction_of_matmul=step_flops / seconds / 1e9 / peak,
                        reference_fraction_of_matmul=step_flops / reference / 1e9 / peak)
-            row["breakdown"] = step_breakdown(model, context, future, dtype, step_flops, peak)
+            row["breakdown"] = step_breakdown(model, context, future, dtype, step_flops, peak, progress=(1 + stop) / 2)
             if stop > 0:
                 row["in_schedule"] = in_schedule(model, dtype, context, future, iters, rounds, medians)
             if "without_analogue" in medians:
@@ -339,7 +340,8 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                             **speedups(steps, iters),
                             "fraction_of_matmul": step_flops / medians["fast"] / 1e9 / peak,
                             "reference_fraction_of_matmul": step_flops / medians["reference"] / 1e9 / peak,
-                            "breakdown": step_breakdown(model, context, future, dtype, step_flops, peak)})
+                            "breakdown": step_breakdown(model, context, future, dtype, step_flops, peak,
+                                                        progress=(1 + stop) / 2)})
         if stop > 0:
             larger_rows[-1]["in_schedule"] = in_schedule(model, dtype, context, future, iters, rounds, medians)
     return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(), "rounds": rounds,
