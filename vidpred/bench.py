@@ -176,9 +176,14 @@ def schedule_of(model) -> float:
     back in place of ground truth, and PredRNN-V2's reverse schedule does so inside the context too, where
     the lean step then cannot batch the context steps (:meth:`vidpred.models.base.RecurrentPredictor.rollout`):
     a step there costs more, and gains less, than after the schedule. The benchmarks time a model's step
-    at ``(1 + stop) / 2`` of a run (after the schedule; 0.5 without one) and, where it has a schedule,
-    also at ``stop / 2`` (:func:`in_schedule`)."""
+    after it (:func:`after_schedule`) and, where it has a schedule, also at its middle (:func:`in_schedule`)."""
     return min(max(float(getattr(model.config, "sampling_stop", 0.0)), 0.0), 1.0)
+
+
+def after_schedule(model) -> float:
+    """The progress of a run at which the benchmarks time ``model``'s step: the middle of the part of the run
+    after its sampling schedule (0.5 without one)."""
+    return (1 + schedule_of(model)) / 2
 
 
 def in_schedule(model, dtype: torch.dtype | None, context: torch.Tensor, future: torch.Tensor, iters: int,
@@ -194,6 +199,27 @@ def in_schedule(model, dtype: torch.dtype | None, context: torch.Tensor, future:
     return {"progress": stop / 2, "fraction_of_run": stop, "train_ms_per_step": medians["fast"] * 1000,
             "train_ms_per_step_reference": medians["reference"] * 1000, **speedups(steps, iters),
             "speedup_over_run": run["reference"] / run["fast"]}
+
+
+def fast_vs_reference(model, dtype: torch.dtype | None, context: torch.Tensor, future: torch.Tensor, iters: int,
+                      rounds: int, peak_gflops: float, extra: dict | None = None) -> tuple[dict, dict]:
+    """``model``'s step as ``fit`` runs it (the lean step under ``dtype``) beside the reference (step by step,
+    float32), timed after its sampling schedule (:func:`compare_steps`, with ``extra`` variants taking turns
+    with them): the fields of a benchmark row (ms per step of both, the speed-ups, the step's FLOPs, the
+    fractions of the matmul rate ``peak_gflops``, :func:`step_breakdown` and, where the model has a
+    schedule, :func:`in_schedule`), and every variant's median seconds per step."""
+    flops, steps, progress = step_flops_of(model, context, future), {}, after_schedule(model)
+    medians = compare_steps({"fast": (model, dtype, True), "reference": (model, None, False), **(extra or {})},
+                            context, future, iters, rounds, steps, progress=progress)
+    fast, reference = medians["fast"], medians["reference"]
+    fields = {"train_ms_per_step": fast * 1000, "train_ms_per_step_reference": reference * 1000,
+              **speedups(steps, iters), "train_flops_per_iter": flops,
+              "fraction_of_matmul": flops / fast / 1e9 / peak_gflops,
+              "reference_fraction_of_matmul": flops / reference / 1e9 / peak_gflops,
+              "breakdown": step_breakdown(model, context, future, dtype, flops, peak_gflops, progress=progress)}
+    if schedule_of(model) > 0:
+        fields["in_schedule"] = in_schedule(model, dtype, context, future, iters, rounds, medians)
+    return fields, medians
 
 
 def speedups(steps: dict, iters: int) -> dict:
@@ -221,9 +247,9 @@ def step_breakdown(model, context: torch.Tensor, future: torch.Tensor, dtype: to
     """Where one training step's time goes (``torch.profiler``: one step at ``progress`` of a run, after an
     untimed one): the share of the operators' own time spent in convolutions and matrix products, the rate
     those reach on the step's ``flops`` against ``peak_gflops`` (the 2048² matmul), how many operators the
-    step runs, and the five costliest of the rest. The step's fraction of the matmul rate is about the product of the
-    share and that rate: which of the two keeps it below 1 is the measured reason. The profiler's own
-    cost per operator inflates the rest a little, so the share is a lower bound."""
+    step runs, and the five costliest of the rest. The step's fraction of the matmul rate is about the
+    product of the share and that rate: which of the two keeps it below 1 is the measured reason. The
+    profiler's own cost per operator inflates the rest a little, so the share is a lower bound."""
     from torch.profiler import ProfilerActivity, profile
 
     # Kineto prints a "USDT: ... profiler_start/stop" line to stderr around every profile, which lands in
@@ -299,25 +325,16 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
                "inference_clips_per_s_batch8": batch / latency_ms(model, repeats=iters, batch=batch) * 1000}
         if model.trainable:
             context, future = torch.rand(batch, 30, 1, 64, 64), torch.rand(batch, 15, 1, 64, 64)
-            step_flops = step_flops_of(model, context, future)
-            variants = {"fast": (model, dtype, True), "reference": (model, None, False)}
+            extra = {}
             if name in WITHOUT_ANALOGUE:  # what the method of analogues' help costs, at the fast step
                 torch.manual_seed(0)
                 without = build(name, **{**prof.model_config(name), **WITHOUT_ANALOGUE[name]})
-                variants["without_analogue"] = (without, dtype, True)
-            steps: dict = {}
-            stop = schedule_of(model)
-            medians = compare_steps(variants, context, future, iters, rounds, steps, progress=(1 + stop) / 2)
-            seconds, reference = medians["fast"], medians["reference"]
-            row.update(train_iter_per_s=1 / seconds, train_ms_per_step=seconds * 1000, train_clips_per_s=batch / seconds,
+                extra["without_analogue"] = (without, dtype, True)
+            fields, medians = fast_vs_reference(model, dtype, context, future, iters, rounds, peak, extra)
+            seconds = medians["fast"]
+            row.update(train_iter_per_s=1 / seconds, train_clips_per_s=batch / seconds,
                        train_precision=precision_name(dtype),
-                       train_ms_per_step_reference=reference * 1000, **speedups(steps, iters),
-                       train_flops_per_iter=step_flops, achieved_gflops=step_flops / seconds / 1e9,
-                       fraction_of_matmul=step_flops / seconds / 1e9 / peak,
-                       reference_fraction_of_matmul=step_flops / reference / 1e9 / peak)
-            row["breakdown"] = step_breakdown(model, context, future, dtype, step_flops, peak, progress=(1 + stop) / 2)
-            if stop > 0:
-                row["in_schedule"] = in_schedule(model, dtype, context, future, iters, rounds, medians)
+                       achieved_gflops=fields["train_flops_per_iter"] / seconds / 1e9, **fields)
             if "without_analogue" in medians:
                 without = medians["without_analogue"]
                 row.update(train_ms_per_step_without_analogue=without * 1000, analogue_step_cost=seconds / without)
@@ -330,20 +347,8 @@ def bench_models(profile: str | None = None, batch: int = 8, iters: int = 5, lar
         config = {**prof.model_config(name), **overrides}
         model = build(name, **config)
         context, future = torch.rand(larger["batch"], 30, 1, 64, 64), torch.rand(larger["batch"], 15, 1, 64, 64)
-        steps, stop = {}, schedule_of(model)
-        medians = compare_steps({"fast": (model, dtype, True), "reference": (model, None, False)}, context, future,
-                                iters, rounds, steps, progress=(1 + stop) / 2)
-        step_flops = step_flops_of(model, context, future)
-        larger_rows.append({"model": name, "config": overrides, "batch": larger["batch"],
-                            "train_ms_per_step": medians["fast"] * 1000,
-                            "train_ms_per_step_reference": medians["reference"] * 1000,
-                            **speedups(steps, iters),
-                            "fraction_of_matmul": step_flops / medians["fast"] / 1e9 / peak,
-                            "reference_fraction_of_matmul": step_flops / medians["reference"] / 1e9 / peak,
-                            "breakdown": step_breakdown(model, context, future, dtype, step_flops, peak,
-                                                        progress=(1 + stop) / 2)})
-        if stop > 0:
-            larger_rows[-1]["in_schedule"] = in_schedule(model, dtype, context, future, iters, rounds, medians)
+        fields, _ = fast_vs_reference(model, dtype, context, future, iters, rounds, peak)
+        larger_rows.append({"model": name, "config": overrides, "batch": larger["batch"], **fields})
     return {"machine": machine(), "profile": prof.name, "batch": batch, "threads": torch.get_num_threads(), "rounds": rounds,
             "matmul_2048_gflops": peak, "matmul_2048_gflops_bf16": matmul_gflops(dtype=torch.bfloat16) if dtype else None,
             "train_precision": precision_name(dtype), "models": rows,
