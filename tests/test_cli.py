@@ -200,6 +200,7 @@ def test_a_step_with_a_sampling_schedule_is_timed_inside_it_and_after_it(monkeyp
     model = build("predrnn_v2", hidden=(4,), patch_size=8, sampling_stop=0.4)
     assert bench.schedule_of(model) == 0.4 and bench.schedule_of(build("transformer", dim=8, depth=1, heads=2)) == 0
     assert bench.schedule_of(build("predrnn_v2", hidden=(4,), patch_size=8, sampling_stop=2.0)) == 1.0  # a whole run
+    assert bench.after_schedule(model) == pytest.approx(0.7)  # the middle of the run after the schedule
     context, future = torch.rand(1, 30, 1, 64, 64), torch.rand(1, 15, 1, 64, 64)
     inside = bench.in_schedule(model, None, context, future, iters=1, rounds=2, after={"fast": 0.2, "reference": 0.3})
     assert progresses == [0.2] * 6  # an untimed step and two rounds of one step, of both variants, at stop / 2
