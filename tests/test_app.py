@@ -280,6 +280,10 @@ def test_bench_app_writes_the_load_figures(tmp_path):
             "requests_per_client", "banner"} <= set(result)
     assert result["requests"] == 3 and result["failures"] == 0, result["failure_examples"]
     assert 0 < result["p50_s"] <= result["p95_s"] <= result["max_s"] and result["threads"] >= 1
+    slow = result["beside_heavy"]  # a normal request alone, then beside two crafted uploads (timed, not judged here)
+    assert slow["alone_s"] > 0 and len(slow["beside_runs_s"]) >= 1 and slow["ratio"] > 0 and slow["target_ratio"] == 2
+    assert all(s.startswith("**upload.avi**") for s in slow["normal_statuses"]), slow["normal_statuses"]
+    assert [h["status"].startswith("**Cannot use this clip.** heavy.mp4") for h in slow["heavy_requests"]] == [True] * 2
 
 
 def test_a_served_app_stopped_with_sigterm_removes_its_folder(tmp_path):

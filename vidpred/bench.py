@@ -624,11 +624,80 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
 
 
+HEAVY_UPLOAD = {"side": 4096, "frames": 3000, "frame_step": 60}  # 2641 blank 4096² frames to decode: past the cap
+
+
+def write_heavy_upload(path: Path, side: int = 4096, frames: int = 3000, fps: float = 25.0,
+                       segment_frames: int = 250) -> Path:
+    """A crafted upload, small to send and slow to decode: ``frames`` blank ``side``×``side`` H.264 frames
+    (0.65 MB for 3000 frames of 4096²), within every limit the app checks (size, side, duration). Encoded as
+    one segment repeated with ffmpeg's concat (a few seconds instead of a minute)."""
+    import math
+    import subprocess
+
+    import imageio_ffmpeg
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    segment, listing = path.with_name(f"{path.stem}-segment.mp4"), path.with_name(f"{path.stem}-segments.txt")
+    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"color=c=black:s={side}x{side}:r={fps}",
+                    "-frames:v", str(segment_frames), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                    str(segment)], check=True)
+    listing.write_text(f"file '{segment.name}'\n" * math.ceil(frames / segment_frames))
+    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
+                    str(path)], check=True)
+    segment.unlink()
+    listing.unlink()
+    return path
+
+
+def beside_heavy(url: str, clip: Path, heavy: Path, folder: Path, frame_step: int, repeats: int = 3,
+                 timeout: float = 300.0) -> dict:
+    """The latency of a normal request (``clip``, as the load test sends it) alone, then beside two heavy ones
+    (``heavy`` from :func:`write_heavy_upload`, with ``frame_step``) that the server is already serving. The
+    normal requests are sent one after the other; only those that start while both heavy ones are unfinished
+    count. Target: within 2x the time alone."""
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
+
+    def timed(client: Client) -> tuple[float, str]:
+        tic = time.perf_counter()
+        status = client.predict(handle_file(str(clip)), None, 0, 1, api_name="/predict")[0]
+        return time.perf_counter() - tic, status.splitlines()[0][:200]
+
+    normal = Client(url, verbose=False, download_files=str(folder / "normal"))
+    timed(normal)  # warm-up: the first request of a client pays for its connection
+    alone = [timed(normal) for _ in range(repeats)]
+    heavy_clients = [Client(url, verbose=False, download_files=False) for _ in range(2)]
+    tic = time.perf_counter()
+    jobs = [c.submit(handle_file(str(heavy)), None, 0, frame_step, api_name="/predict") for c in heavy_clients]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(j.done() or j.status().code == Status.PROCESSING for j in jobs):
+        time.sleep(0.05)
+    time.sleep(0.5)  # the heavy requests are past their upload and decoding (or waiting to decode)
+    beside = []
+    while not any(j.done() for j in jobs) and len(beside) < repeats:
+        beside.append(timed(normal))
+    heavy_results = []
+    for job in jobs:
+        status = job.result(timeout=timeout)[0]
+        heavy_results.append({"status": status.splitlines()[0][:200], "seconds": time.perf_counter() - tic})
+    alone_s = float(np.median([s for s, _ in alone]))
+    beside_s = float(np.median([s for s, _ in beside])) if beside else None
+    return {"normal": "the load test's upload, start 0, step 1",
+            "heavy_upload": f"{HEAVY_UPLOAD['side']}x{HEAVY_UPLOAD['side']} blank H.264, {HEAVY_UPLOAD['frames']} frames, "
+                            f"{heavy.stat().st_size / 2**20:.2f} MB, frame step {frame_step}",
+            "alone_s": alone_s, "beside_two_heavy_s": beside_s, "ratio": beside_s / alone_s if beside else None,
+            "alone_runs_s": [s for s, _ in alone], "beside_runs_s": [s for s, _ in beside],
+            "normal_statuses": sorted({m for _, m in alone + beside}), "heavy_requests": heavy_results, "target_ratio": 2.0}
+
+
 def bench_app(profile: str | None = None, clients: int = 20, requests: int = 3, checkpoints: str | None = None,
-              startup_timeout: float = 300.0) -> dict:
+              startup_timeout: float = 300.0, heavy: bool = True) -> dict:
     """Serve the app as ``vidpred app`` does (a subprocess on 127.0.0.1, a free port), then ``clients``
     gradio_client callers at once each upload a 320×240 clip and predict ``requests`` times, one after the
-    other. Latency of each prediction (upload included), failures, and predictions per second."""
+    other. Latency of each prediction (upload included), failures, and predictions per second. With
+    ``heavy``, then the latency of one such request beside two crafted uploads that decode to the app's cap
+    (``beside_heavy``, :func:`beside_heavy`)."""
     import re
     import subprocess
     import sys
@@ -678,6 +747,11 @@ def bench_app(profile: str | None = None, clients: int = 20, requests: int = 3, 
                 results = [r for rs in pool.map(caller, range(clients)) for r in rs]
             wall = time.perf_counter() - tic
             server_cpu, client_cpu = _cpu_seconds(server.pid) - server_cpu, _cpu_seconds(os.getpid()) - client_cpu
+            slow = None
+            if heavy:
+                heavy_path = write_heavy_upload(Path(tmp) / "heavy.mp4", HEAVY_UPLOAD["side"], HEAVY_UPLOAD["frames"])
+                slow = beside_heavy(url, clip, heavy_path, Path(tmp), HEAVY_UPLOAD["frame_step"],
+                                    timeout=startup_timeout)
         finally:
             server.terminate()
             try:
@@ -699,7 +773,7 @@ def bench_app(profile: str | None = None, clients: int = 20, requests: int = 3, 
             "client_cpu_s_per_request": client_cpu / len(results),  # the callers share the machine with the app
             "p50_s": float(np.percentile(latencies, 50)) if latencies else None,
             "p95_s": float(np.percentile(latencies, 95)) if latencies else None,
-            "max_s": max(latencies) if latencies else None, "target_p95_s": 8.0}
+            "max_s": max(latencies) if latencies else None, "target_p95_s": 8.0, "beside_heavy": slow}
 
 
 def run(what: str, profile: str | None = None, **options) -> dict:
