@@ -16,8 +16,8 @@ def _profile(args) -> Profile:
     data = profile.data
     if getattr(args, "data", None):
         data = dataclasses.replace(data, source=args.data)
-    if getattr(args, "data_dir", None):
-        data = dataclasses.replace(data, source="ucf101", data_dir=args.data_dir)
+    if getattr(args, "data_dir", None):  # UCF101's folder, or with --data exercise a mirror of the real set
+        data = dataclasses.replace(data, source=getattr(args, "data", None) or "ucf101", data_dir=args.data_dir)
     if getattr(args, "frame_step", None):
         data = dataclasses.replace(data, frame_step=args.frame_step)
     if getattr(args, "split", None):
@@ -30,9 +30,16 @@ def _profile(args) -> Profile:
     if getattr(args, "crop", None):
         data = dataclasses.replace(data, crop=args.crop)
     if getattr(args, "download", False):
+        if data.source == "exercise":
+            raise ValueError("--download fetches UCF101 from Kaggle; the real exercise set downloads itself: "
+                             "vidpred prepare --data exercise")
         from .data.ucf101 import download_kaggle
 
         data = dataclasses.replace(data, source="ucf101", data_dir=str(download_kaggle()))
+    if data.source == "exercise":
+        from .data.exercise import selected_classes
+
+        data = dataclasses.replace(data, classes=selected_classes(data))
     if data.source == "synthetic" and set(data.classes) - set(CLASSES):
         raise ValueError(f"the synthetic data has only {', '.join(CLASSES)}; "
                          f"{', '.join(sorted(set(data.classes) - set(CLASSES)))} needs UCF101: add --data-dir")
@@ -45,6 +52,8 @@ def runs_root(args, profile: Profile) -> Path:
 
 
 def cmd_prepare(args) -> int:
+    from collections import Counter
+
     from .data import WindowDataset, load_splits
 
     profile = _profile(args)
@@ -62,6 +71,12 @@ def cmd_prepare(args) -> int:
             print(f"cleaned {len(report.cleaned)} leftover(s): {few(report.cleaned, 3)}")
         if report.not_cached:
             print(f"could not write the cache {report.not_cached}; the clips were decoded in memory only")
+    elif cfg.source == "exercise":
+        from .data.exercise import prepare_and_describe
+
+        report, lines = prepare_and_describe(cfg, progress=True)
+        splits, skipped = report.clips, report.skipped
+        print("\n".join(lines))
     else:
         splits = load_splits(cfg)
     print(f"{'split':<7}{'clips':>7}{'frames':>9}{'windows':>9}   classes")
@@ -69,6 +84,11 @@ def cmd_prepare(args) -> int:
         windows = WindowDataset.from_config(clips, cfg)
         classes = sorted({c.label for c in clips})
         print(f"{split:<7}{len(clips):>7}{sum(len(c) for c in clips):>9}{len(windows):>9}   {', '.join(classes)}")
+    if cfg.source == "exercise":  # the real set is mostly push-ups: say how much of each exercise each split has
+        print("\nwindows per class: " + "; ".join(
+            f"{split} " + ", ".join(f"{label} {n}" for label, n in sorted(
+                Counter(clips[c].label for c, _ in WindowDataset.from_config(clips, cfg).index).items()))
+            for split, clips in splits.items()))
     if skipped:
         print(f"\nskipped {len(skipped)} video(s):")
         for path, reason in skipped.items():
@@ -355,9 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p, data: bool = True, runs: bool = True):
         p.add_argument("--profile", choices=PROFILES, default=None, help="default: $VIDPRED_PROFILE or book")
         if data:
-            p.add_argument("--data", choices=("synthetic", "ucf101"), help="dataset (default: the profile's)")
+            p.add_argument("--data", choices=("synthetic", "exercise", "ucf101"),
+                           help="dataset (default: the profile's); exercise: the real exercise videos")
             p.add_argument("--data-dir", type=data_folder,
-                           help="UCF101 folder, original or Kaggle layout (implies --data ucf101)")
+                           help="UCF101 folder, original or Kaggle layout (implies --data ucf101); with --data "
+                                "exercise, a local mirror of the real exercise videos (default: download them)")
             p.add_argument("--download", action="store_true", help="download UCF101 from Kaggle with kagglehub")
             p.add_argument("--frame-step", type=positive_int, help="keep every k-th frame")
             p.add_argument("--split", choices=("group", "kaggle"), help="group: no actor in two splits (default)")

@@ -22,8 +22,9 @@ DEFAULT_PROFILE = "book"
 
 @dataclass
 class DataConfig:
-    source: str = "synthetic"  # "synthetic" | "ucf101"
-    data_dir: str | None = None  # UCF101 root (original or Kaggle layout)
+    source: str = "synthetic"  # "synthetic" | "exercise" (the real exercise set) | "ucf101"
+    data_dir: str | None = None  # UCF101 root (original or Kaggle layout), or a mirror of the real exercise set
+    # classes: UCF101 classes; for the real exercise set, the default means all of its exercises
     cache_dir: str = "data/cache"
     classes: tuple[str, ...] = CLASSES
     image_size: int = 64

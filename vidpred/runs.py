@@ -27,6 +27,7 @@ from .config import DataConfig
 from .utils import display_path
 
 SHIPPED = Path(__file__).parent / "pretrained"
+REAL_SOURCES = ("exercise", "ucf101")  # decoded from real videos, so cropped one way or another
 
 
 class RunMismatch(ValueError):
@@ -48,7 +49,7 @@ def data_identity(cfg: DataConfig, train_clips) -> dict:
         frames += len(clip.frames)
     return {"source": cfg.source, "classes": list(cfg.classes), "frame_step": cfg.frame_step,
             "image_size": cfg.image_size,  # synthetic frames are rendered square: no crop applies to them
-            "crop": getattr(cfg, "crop", "none") if cfg.source == "ucf101" else "none",
+            "crop": getattr(cfg, "crop", "none") if cfg.source in REAL_SOURCES else "none",
             "train_clips": len(train_clips), "train_frames": frames, "fingerprint": digest.hexdigest()[:16]}
 
 
@@ -56,11 +57,12 @@ def describe_data(data: dict | None) -> str:
     """One line: ``synthetic exercise videos (5 classes), frame step 1, 64 px, 175 training clips, data 1a2b…``."""
     if not data:
         return "unknown data (a checkpoint from before provenance was recorded)"
-    source = {"synthetic": "synthetic exercise videos", "ucf101": "UCF101"}.get(data["source"], data["source"])
+    source = {"synthetic": "synthetic exercise videos", "exercise": "real exercise videos",
+              "ucf101": "UCF101"}.get(data["source"], data["source"])
     classes = data["classes"]
     names = ", ".join(classes) if len(classes) <= 5 else f"{', '.join(classes[:4])} and {len(classes) - 4} more"
     crop = {"center": ", centre square", "none": ", squashed (no crop)"}.get(data.get("crop"), "")
-    crop = crop if data["source"] == "ucf101" else ""  # synthetic frames are rendered square
+    crop = crop if data["source"] in REAL_SOURCES else ""  # synthetic frames are rendered square
     return (f"{source} ({names}), frame step {data['frame_step']}, {data['image_size']} px{crop}, "
             f"{data['train_clips']} training clips, data {data['fingerprint']}")
 

@@ -1,4 +1,4 @@
-"""Data: UCF101 (original or Kaggle layout), the synthetic exercise videos, and windows."""
+"""Data: the synthetic exercise videos, the real exercise set, UCF101 (original or Kaggle layout), and windows."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ def synthetic_clips(cfg: DataConfig) -> list[Clip]:
 
 
 def load_splits(cfg: DataConfig, progress: bool = False) -> dict[str, list[Clip]]:
-    """Clips of every split for ``cfg``: generated (synthetic) or decoded through the cache (UCF101).
+    """Clips of every split for ``cfg``: generated (synthetic) or decoded through the cache (real exercise set, UCF101).
 
-    Both are split by group (the actor), so no actor is in two splits.
+    All are split by group (the actor; for the real exercise set, the scene), so no actor is in two splits.
     """
     if cfg.source == "synthetic":
         n_test, n_val = max(1, cfg.n_actors // 4), max(1, cfg.n_actors // 6)
@@ -63,7 +63,11 @@ def load_splits(cfg: DataConfig, progress: bool = False) -> dict[str, list[Clip]
         for path, why in report.rebuilt.items():  # `vidpred prepare` prints these in its summary
             log.warning(f"rebuilt {path}: {why}")
         return report.clips
-    raise ValueError(f"unknown data source {cfg.source!r}; choose 'synthetic' or 'ucf101'")
+    if cfg.source == "exercise":
+        from .exercise import prepare as prepare_exercise
+
+        return prepare_exercise(cfg, progress=progress).clips
+    raise ValueError(f"unknown data source {cfg.source!r}; choose 'synthetic', 'exercise' or 'ucf101'")
 
 
 def windows(cfg: DataConfig, progress: bool = False) -> dict[str, WindowDataset]:
