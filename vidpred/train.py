@@ -57,6 +57,10 @@ class RunInUse(RuntimeError):
     """Another process is training in this run folder."""
 
 
+class CheckpointNotFinite(ValueError):
+    """A checkpoint's weights hold NaN or infinite values (a diverged run): it is refused, never served."""
+
+
 class TrainingStopped(KeyboardInterrupt):
     """SIGINT or SIGTERM stopped training after a finished step; ``last.pt`` holds it. Resume with the same call."""
 
@@ -213,8 +217,21 @@ def save_checkpoint(path: Path, state: dict) -> None:
                                    "the same command") from None
 
 
+def non_finite(state_dict: dict) -> tuple[str, int, int] | None:
+    """The first tensor of ``state_dict`` with NaN or infinite values: (name, how many, of how many); else None."""
+    for name, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()) \
+                and not bool(torch.isfinite(value).all()):
+            return name, int((~torch.isfinite(value)).sum()), value.numel()
+    return None
+
+
 def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="cpu") -> dict:
-    """Load safely (``weights_only=True``); with ``expect``, any config difference is an error."""
+    """Load safely (``weights_only=True``); with ``expect``, any config difference is an error.
+
+    Weights with a NaN or an infinity (what a diverged run leaves) are refused with
+    :class:`CheckpointNotFinite`, so such a checkpoint is never evaluated, served or resumed from.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -230,6 +247,12 @@ def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="
         raise ValueError(f"{path} is {reason} ({type(err).__name__}): delete it, or train again") from None
     if not isinstance(state, dict) or "model" not in state or "state_dict" not in state:
         raise ValueError(f"{path} is not a vidpred checkpoint (no model name or weights in it)")
+    bad = non_finite(state["state_dict"]) if isinstance(state["state_dict"], dict) else None
+    if bad is not None:
+        name, count, total = bad
+        raise CheckpointNotFinite(f"{path}: its weights {name} hold {count} NaN or infinite value(s) of {total} (a "
+                                  "diverged run); refused. Delete it and train again, or copy an earlier checkpoint of "
+                                  "the run (best.pt) over last.pt to resume from there")
     if expect is not None:
         differences = [
             f"{key}.{name}: checkpoint {state[key].get(name)!r} vs asked {value!r}"
@@ -466,6 +489,11 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
                         worker_init_fn=_ignore_stop_signals)
 
     def checkpoint(step: int, path: Path) -> None:
+        bad = non_finite(model.state_dict())  # every rank holds the same weights: all stop together
+        if bad is not None:
+            kept = f"{path} keeps the last good weights" if path.exists() else "no checkpoint was written"
+            raise TrainingDiverged(f"{model.name}: its weights {bad[0]} became NaN or infinite by step {step}; "
+                                   f"stopped, {kept}. Try a lower learning rate or a longer warm-up.")
         rng = torch.get_rng_state()
         if distributed:  # every rank's generator, so scheduled sampling resumes exactly on each
             gathered = [torch.empty_like(rng) for _ in range(world_size)]
