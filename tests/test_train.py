@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -364,3 +365,60 @@ def test_weights_that_become_nan_are_never_checkpointed(data, tmp_path, monkeypa
                                                 r"stopped, .*last.pt keeps the last good weights\."):
         fit(fresh("convlstm"), data["train"], data["val"], cfg(), tmp_path, SMOKE.data, progress=False)
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 4 and load_checkpoint(tmp_path / "best.pt")["step"] == 4
+
+
+def as_another_user() -> list[str]:
+    """A prefix that runs a command as an unprivileged user (root writes anywhere), else [] where we are one."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: no way to make a folder read-only for the trainer")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@pytest.mark.parametrize("where", ["the runs folder", "a missing folder under it"])
+def test_train_into_a_read_only_runs_folder_says_what_to_pass(where):
+    import tempfile
+
+    prefix = as_another_user()
+    with tempfile.TemporaryDirectory() as home:  # in /tmp, which the other user can reach (pytest's tmp_path is 0700)
+        os.chmod(home, 0o755)
+        read_only = Path(home) / "read-only"
+        read_only.mkdir()
+        (read_only / "notes.txt").write_text("kept")
+        read_only.chmod(0o555)
+        runs = read_only if where == "the runs folder" else read_only / "new" / "runs"
+        script = "import sys; from vidpred.cli import main; sys.exit(main(sys.argv[1:]))"
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "HOME": home, "OMP_NUM_THREADS": "1"}
+        try:
+            done = subprocess.run([*prefix, sys.executable, "-c", script, "train", "--model", "convlstm", "--profile",
+                                   "smoke", "--steps", "1", "--runs", str(runs)],
+                                  env=env, capture_output=True, text=True, timeout=300, cwd=home)
+            left = sorted(p.name for p in read_only.rglob("*"))
+        finally:
+            read_only.chmod(0o755)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(rf"vidpred train: cannot train into {runs}/convlstm-\w+: {read_only} is not writable "
+                        r"\((Permission denied|Read-only file system)\); pass --runs <a writable folder> "
+                        r"\(in Python: another out_dir\)", last), last
+    assert left == ["notes.txt"]  # nothing half-written
+
+
+def test_a_run_folder_that_cannot_be_written_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Folders created on the way are removed again when the first write fails (a full disk, a quota)."""
+    from vidpred import train
+    from vidpred.train import RunFolderNotWritable, writable_run_folder
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train.tempfile, "mkstemp", full)
+    with pytest.raises(RunFolderNotWritable, match=rf"^cannot train into {tmp_path}/runs/model-1: {tmp_path}/runs/model-1 "
+                                                   r"is not writable \(No space left on device\); pass --runs"):
+        writable_run_folder(tmp_path / "runs" / "model-1")
+    assert list(tmp_path.iterdir()) == []
+    assert isinstance(RunFolderNotWritable("x"), ValueError) and isinstance(RunFolderNotWritable("x"), OSError)

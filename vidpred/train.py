@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from contextvars import ContextVar
@@ -55,6 +56,10 @@ class CheckpointWriteError(RuntimeError):
 
 class RunInUse(RuntimeError):
     """Another process is training in this run folder."""
+
+
+class RunFolderNotWritable(OSError, ValueError):
+    """The run folder cannot be created or written (a read-only ``--runs``); nothing was left in it."""
 
 
 class CheckpointNotFinite(ValueError):
@@ -384,12 +389,42 @@ def _ignore_stop_signals(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def writable_run_folder(out_dir: str | Path) -> Path:
+    """``out_dir``, created with its missing parents, once a file could be written in it.
+
+    Otherwise :class:`RunFolderNotWritable` in one line that names the folder that refused and what to
+    pass instead, and the folders this call created are removed again (nothing half-made is left).
+    """
+    out_dir = Path(out_dir)
+    missing: list[Path] = []
+    created: list[Path] = []
+    try:
+        missing = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()][::-1]  # outermost first
+        for folder in missing:
+            folder.mkdir()
+            created.append(folder)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        refused = missing[len(created)].parent if len(created) < len(missing) else out_dir
+        why = err.strerror or type(err).__name__
+        raise RunFolderNotWritable(f"cannot train into {out_dir}: {refused} is not writable ({why}); pass "
+                                   "--runs <a writable folder> (in Python: another out_dir)") from None
+    return out_dir
+
+
 def _guarded(train):
-    """Around :func:`fit`: the run folder's lock, and a stop on SIGINT/SIGTERM after a saved step."""
+    """Around :func:`fit`: a writable run folder, its lock, and a stop on SIGINT/SIGTERM after a saved step."""
 
     @functools.wraps(train)
     def fit(*args, **kwargs) -> TrainResult:
         out_dir = Path(inspect.signature(train).bind(*args, **kwargs).arguments["out_dir"])
+        if dist_info()[0] == 0:  # the one process that writes; before the lock file, the first write
+            writable_run_folder(out_dir)
         lock = run_lock(out_dir) if dist_info()[0] == 0 else contextlib.nullcontext()
         with lock, stop_on_signals() as request:
             result = train(*args, **kwargs)
