@@ -157,6 +157,8 @@ def cmd_evaluate(args) -> int:
         writable_folder(args.out, "--out")  # before the long work, not after it
     profile = _profile(args)
     root = runs_root(args, profile)
+    if args.clips:
+        return evaluate_folder(args, profile, root)
     datasets, data, found = _runs_and_data(args, profile)
     if not found.runs:
         print(f"no checkpoints under {root}; train first: vidpred train --model all --profile {profile.name}",
@@ -169,6 +171,26 @@ def cmd_evaluate(args) -> int:
     print(format_table(rows))
     print(f"\nwrote {Path(args.out or root) / 'results.json'} and results.csv ({len(datasets['test'])} test windows "
           f"of {data['source']} data)")
+    return 0
+
+
+def evaluate_folder(args, profile: Profile, root: Path) -> int:
+    """`vidpred evaluate --clips DIR`: every model and baseline on any folder of videos, per clip and pooled."""
+    from .evaluate import baseline_models, evaluate_clips, format_clips_table, read_clips_folder
+
+    clips, skipped = read_clips_folder(args.clips, profile.data, progress=True)  # a bad folder fails before the rest
+    datasets, data, found = _runs_and_data(args, profile)
+    for run in found.runs.values():
+        print(run.describe())
+    if not found.runs:
+        print(f"no trained model for this data under {root} (nor shipped): the baselines only")
+    models = {**baseline_models(datasets["train"]), **found.models(device="cpu")}
+    out = Path(args.out or root)
+    payload = evaluate_clips(models, clips, out, profile.data, device=args.device, skipped=skipped,
+                             trained_on={name: run.describe() for name, run in found.runs.items()})
+    print(format_clips_table(payload))
+    print(f"\nwrote {out / 'clips.json'} and clips.csv ({sum(c['windows'] for c in payload['clips'].values())} windows "
+          f"of {len(payload['clips'])} clip(s) in {args.clips}; blend fitted on the {data['source']} training split)")
     return 0
 
 
@@ -277,6 +299,12 @@ def data_folder(text: str) -> str:
     if Path(text).is_file():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; give the UCF101 folder (original or Kaggle "
                                          "layout) that holds the videos")
+    return text
+
+
+def clips_folder(text: str) -> str:
+    if Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; put the video in a folder and pass that")
     return text
 
 
@@ -407,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("evaluate", help="evaluate every trained model and the baselines on the test split")
     common(p)
-    p.add_argument("--out", help="where results.json/csv go (default: the runs folder)")
+    p.add_argument("--out", help="where results.json/csv (clips.json/csv with --clips) go (default: the runs folder)")
+    p.add_argument("--clips", type=clips_folder, help="evaluate on any folder of videos instead of the test split: "
+                   "per clip and pooled, every baseline (the blend fitted on the data's training split)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("generate", help="side-by-side videos of test clips")
     common(p)

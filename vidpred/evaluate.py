@@ -158,3 +158,123 @@ def format_table(rows: list[dict]) -> str:
     for text in sorted(trained):
         lines.append(f"models trained on: {text}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ any folder of real videos
+def read_clips_folder(folder: str | Path, cfg, progress: bool = False) -> tuple[dict[str, list], dict[str, str]]:
+    """Every video under ``folder`` (any names, frame rates and sizes), decoded as the real training footage is
+    (:func:`vidpred.data.footage.decode_footage`): {file: [Clip per usable segment]}, and {file: why skipped}."""
+    from .data.footage import decode_footage
+    from .data.ucf101 import VIDEO_SUFFIXES, VideoError
+    from .data.windows import Clip
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--clips {folder}: no such folder; pass a folder of videos ({', '.join(VIDEO_SUFFIXES)})")
+    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir())
+    if not videos:
+        raise FileNotFoundError(f"--clips {folder}: the folder holds no video ({', '.join(VIDEO_SUFFIXES)}); "
+                                "put the clips to evaluate there, or pass another folder")
+    min_frames = (cfg.window_length - 1) * cfg.frame_step + 1
+    clips, skipped = {}, {}
+    if progress:
+        from tqdm.auto import tqdm
+        videos = tqdm(videos, desc="decode", unit="video")
+    for path in videos:
+        name = str(path.relative_to(folder))
+        try:
+            decoded = decode_footage(path, cfg.image_size, cfg.crop, min_frames)
+        except VideoError as err:
+            skipped[name] = str(err).split(": ", 1)[-1]
+            continue
+        if not decoded.segments:
+            dropped = f" once {decoded.dropped} were dropped" if decoded.dropped else ""
+            skipped[name] = (f"too short: no piece of {min_frames} frames (one window at 25 fps) in its "
+                             f"{decoded.source_frames} frames{dropped}")
+            continue
+        pieces = decoded.segments
+        clips[name] = [Clip(name if len(pieces) == 1 else f"{name}#{k + 1}", "", 0, frames) for k, frames in enumerate(pieces)]
+    if not clips:
+        first = next(iter(skipped.items()))
+        raise ValueError(f"--clips {folder}: no video gives one window ({len(skipped)} skipped; {first[0]}: {first[1]}); "
+                         f"use clips of at least {min_frames / 25:.1f} s")
+    return clips, skipped
+
+
+@torch.no_grad()
+def evaluate_clips(models: dict[str, Predictor], clips: dict[str, list], out_dir: str | Path, cfg,
+                   batch_size: int = 16, device: str = "auto", skipped: dict[str, str] | None = None,
+                   trained_on: dict[str, str] | None = None) -> dict:
+    """Every model on every window of every clip: a row per (clip, model) and per model pooled over all windows.
+
+    Writes ``clips.json`` (per-horizon curves included) and ``clips.csv`` to ``out_dir``. Each row also has
+    ``mse_vs_copy_last``: its MSE over copy-last's on the same windows (the "no harm on unseen video" measure).
+    """
+    dev = pick_device(device)
+    windows = {name: WindowDataset(pieces, cfg.n_context, cfg.n_future, cfg.frame_step, cfg.window_stride)
+               for name, pieces in clips.items()}
+    windows = {name: w for name, w in windows.items() if len(w)}
+    per_clip: dict[str, dict[str, dict]] = {name: {} for name in windows}
+    pooled: dict[str, dict] = {}
+    for model_name, model in models.items():
+        model = model.to(dev).eval()
+        everything = MetricAccumulator()
+        for clip_name, dataset in windows.items():
+            accumulator = MetricAccumulator()
+            for context, future in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
+                prediction = model(context.to(dev), future.shape[1]).clamp(0, 1)
+                for acc in (accumulator, everything):
+                    acc.update(prediction, future.to(dev), context[:, -1:].to(dev))
+            per_clip[clip_name][model_name] = {**accumulator.result(), "windows": accumulator.count}
+        pooled[model_name] = {**everything.result(), "windows": everything.count}
+    for results in (*per_clip.values(), pooled):
+        reference = results.get("copy_last", {}).get("mse")
+        for row in results.values():
+            row["mse_vs_copy_last"] = row["mse"] / reference if reference else None
+    payload = {"device": str(dev), "torch": torch.__version__, "n_context": cfg.n_context, "n_future": cfg.n_future,
+               "fps": 25.0, "crop": cfg.crop, "window_stride": cfg.window_stride, "motion_threshold": MOTION_THRESHOLD,
+               "trained_on": trained_on or {}, "skipped": skipped or {},
+               "clips": {name: {"windows": len(w), "frames": sum(len(c) for c in w.clips), "results": per_clip[name]}
+                         for name, w in windows.items()},
+               "pooled": pooled}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / "clips.json", lambda h: h.write(json.dumps(payload, indent=1).encode()))
+    columns = ["clip", "model", "windows", "mse", "mse_vs_copy_last", "moving_mse", "psnr", "ssim"]
+
+    def write_csv(handle) -> None:
+        import io
+
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for clip_name, results in [*per_clip.items(), ("all windows", pooled)]:
+            writer.writerows({"clip": clip_name, "model": m, **r} for m, r in results.items())
+        handle.write(text.getvalue().encode())
+
+    atomic_write(out_dir / "clips.csv", write_csv)
+    return payload
+
+
+def format_clips_table(payload: dict) -> str:
+    """Per clip, each model's MSE as a multiple of copy-last's (and copy-last's own MSE); then the pooled table."""
+    models = list(payload["pooled"])
+    width = max([len("all windows"), *(min(len(n), 40) for n in payload["clips"])]) + 2
+    others = "".join(f"{m[:12]:>13}" for m in models if m != "copy_last")
+    header = f"{'clip':<{width}}{'windows':>8}{'copy-last MSE':>15}{others}"
+    lines = ["MSE per clip, as a multiple of copy-last's on the same windows (< 1: better than repeating the last frame)",
+             header, "-" * len(header)]
+    for name, clip in [*payload["clips"].items(), ("all windows", {"windows": None, "results": payload["pooled"]})]:
+        results = clip["results"]
+        windows = sum(c["windows"] for c in payload["clips"].values()) if clip["windows"] is None else clip["windows"]
+        reference = results.get("copy_last", {}).get("mse", float("nan"))
+        lines.append(f"{name[:40]:<{width}}{windows:>8}{reference:>15.5f}" +
+                     "".join(f"{r['mse_vs_copy_last'] or float('nan'):>13.3f}" for m, r in results.items() if m != "copy_last"))
+    lines += ["", "pooled over all windows:",
+              f"{'model':<14}{'MSE':>10}{'x copy-last':>12}{'moving MSE':>12}{'PSNR dB':>9}{'SSIM':>7}"]
+    for model, r in sorted(payload["pooled"].items(), key=lambda item: item[1]["mse"]):
+        lines.append(f"{model:<14}{r['mse']:>10.5f}{r['mse_vs_copy_last'] or float('nan'):>12.3f}"
+                     f"{r.get('moving_mse', float('nan')):>12.4f}{r['psnr']:>9.2f}{r['ssim']:>7.3f}")
+    for name, why in payload["skipped"].items():
+        lines.append(f"skipped {name}: {why}")
+    return "\n".join(lines)
