@@ -101,6 +101,19 @@ def load_sources(path: Path = SOURCES_FILE) -> list[Source]:
                        tuple(p for p in r["also"].split(",") if p)) for r in rows]
 
 
+def find_mirror(start: str | os.PathLike | None = None) -> Path | None:
+    """A local mirror of the set: ``$VIDPRED_EXERCISE_DIR``, else ``shared/exercise`` beside the project (or
+    beside any folder above ``start``, the working folder by default) where it has the sources list; else None."""
+    if os.environ.get(MIRROR_DIR_ENV):
+        return Path(os.environ[MIRROR_DIR_ENV])
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder.parent / "shared" / "exercise"
+        if (candidate / "SOURCES.tsv").is_file():
+            return candidate
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- files
 class SourceError(RuntimeError):
     """A video of the set is missing, changed or cannot be downloaded; the message says which and what to do."""
