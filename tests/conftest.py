@@ -32,6 +32,20 @@ def write_avi(path: Path, n_frames: int, size=(80, 60), seed: int = 0, colour: b
 
 CLASSES = ("PushUps", "Lunges")
 
+# Fetched footage is never committed (DESIGN.md): tests that need real clips read the team's shared folder beside
+# the project and skip, saying why, where it is absent (CI always has it).
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REALCLIPS = SHARED / "realclips"
+EXERCISE = SHARED / "exercise"
+
+
+def need(folder: Path) -> Path:
+    """``folder``, or skip the test: real footage lives in ../shared, never in the repository."""
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent: the real clips are not in the repository (fetched footage is never "
+                    "committed); put the team's shared/ folder beside the project to run this test")
+    return folder
+
 
 @pytest.fixture
 def original_layout(tmp_path) -> Path:

@@ -178,12 +178,13 @@ def test_the_app_warns_when_models_trained_on_synthetic_videos_meet_a_real_uploa
 @pytest.mark.parametrize("clip", ["v_ApplyEyeMakeup_g01_c01.avi", "v_Basketball_g01_c02.mp4"])
 def test_the_app_predicts_on_a_real_ucf101_upload(clip):
     """The app's path for an upload (decode as in training, every model, metrics) on real UCF101 files: XviD in
-    AVI, and a raw MPEG-4 stream whose frame count OpenCV reports as negative (tests/data/README.md)."""
-    from pathlib import Path
+    AVI, and a raw MPEG-4 stream whose frame count OpenCV reports as negative (../shared/realclips/README.md)."""
+
+    from conftest import REALCLIPS, need
 
     from vidpred.app import predict_all, read_clip
 
-    frames, has_truth = read_clip(Path(__file__).parent / "data" / clip, start=10)
+    frames, has_truth = read_clip(need(REALCLIPS) / clip, start=10)
     assert has_truth and frames.shape == (45, 64, 64) and frames.dtype == np.uint8
     data = windows(SMOKE.data)
     result = predict_all(frames, baseline_models(data["train"]), repeats=1)

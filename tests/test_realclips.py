@@ -1,4 +1,5 @@
-"""The real pipeline on three real UCF101 clips (tests/data/, provenance in its README.md).
+"""The real pipeline on three real UCF101 clips from ../shared/realclips (provenance in its README.md; skipped
+without it: fetched footage is never committed).
 
 They are XviD .avi and raw MPEG-4 .mp4 (with a negative frame count in its header), 4:3-ish and
 of three classes outside the five exercises, so they exercise decoding, --classes and the crop.
@@ -13,11 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import REALCLIPS, need
 
 from vidpred.cli import main
 from vidpred.data.ucf101 import decode_video, square_crop
 
-DATA = Path(__file__).parent / "data"
 REAL = {  # file: (frames, (height, width)), as the README says
     "v_ApplyEyeMakeup_g01_c01.avi": (164, (240, 320)),
     "v_Basketball_g01_c02.mp4": (180, (256, 340)),
@@ -32,12 +33,12 @@ GROUPS = {1: "test", 8: "val", 11: "train"}
 @pytest.mark.parametrize("name", REAL)
 def test_decode_real_clip(name):
     n_frames, (height, width) = REAL[name]
-    capture = cv2.VideoCapture(str(DATA / name))
+    capture = cv2.VideoCapture(str(need(REALCLIPS) / name))
     ok, raw = capture.read()
     capture.release()
     assert ok and raw.shape[:2] == (height, width)
-    cropped = decode_video(DATA / name, 64, crop="center")
-    squashed = decode_video(DATA / name, 64, crop="none")
+    cropped = decode_video(need(REALCLIPS) / name, 64, crop="center")
+    squashed = decode_video(need(REALCLIPS) / name, 64, crop="none")
     assert cropped.shape == squashed.shape == (n_frames, 64, 64) and cropped.dtype == np.uint8
     by_hand = cv2.resize(square_crop(cv2.cvtColor(raw, cv2.COLOR_BGR2GRAY)), (64, 64), interpolation=cv2.INTER_AREA)
     assert square_crop(raw).shape[:2] == (height, height)
@@ -54,7 +55,7 @@ def original_layout(root: Path) -> Path:
         for group in GROUPS:
             target = root / "UCF-101" / cls / copies(name, group)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(DATA / name, target)
+            shutil.copy(need(REALCLIPS) / name, target)
     return root
 
 
@@ -65,7 +66,7 @@ def kaggle_layout(root: Path) -> Path:
         for group, split in GROUPS.items():
             clip = copies(name, group)
             (root / split / cls).mkdir(parents=True, exist_ok=True)
-            shutil.copy(DATA / name, root / split / cls / clip)
+            shutil.copy(need(REALCLIPS) / name, root / split / cls / clip)
             rows[split].append(f"{Path(clip).stem},/{split}/{cls}/{clip},{cls}")
     for split, lines in rows.items():
         (root / f"{split}.csv").write_text("clip_name,clip_path,label\n" + "\n".join(lines) + "\n")
@@ -90,7 +91,7 @@ def test_prepare_real_clips_with_their_classes(layout, tmp_path, monkeypatch, ca
     cache = next((tmp_path / "data" / "cache").glob("ucf101-*"))
     for name in REAL:
         cached = np.load(cache / "frames" / f"{copies(Path(name).stem, 8)}.npy")
-        assert np.array_equal(cached, decode_video(DATA / name, 64, crop="center"))
+        assert np.array_equal(cached, decode_video(need(REALCLIPS) / name, 64, crop="center"))
 
     assert main(args) == 0
     assert "decoded 0, reused 9" in capsys.readouterr().out
@@ -115,7 +116,7 @@ def test_the_app_crops_uploads_and_picks_checkpoints_as_their_training_data(tmp_
     found = runs_for("runs/smoke", "smoke")
     assert app.upload_crop(found) == "none" and app.synthetic_warning(found) == ""
 
-    clip = DATA / "v_Basketball_g01_c02.mp4"
+    clip = need(REALCLIPS) / "v_Basketball_g01_c02.mp4"
     for crop in ("none", "center"):
         frames, has_truth = app.read_clip(clip, start=10, crop=crop)
         assert has_truth and np.array_equal(frames, decode_video(clip, 64, crop=crop)[10:55])
