@@ -311,3 +311,78 @@ def test_a_served_app_stopped_with_sigterm_removes_its_folder(tmp_path):
         server.kill()
         server.wait()
     assert not workdir.exists()
+
+
+def test_the_app_keeps_a_bounded_number_of_outputs(monkeypatch):
+    """Every request from a new session (a raw HTTP client, a new browser) leaves outputs until the session
+    expires; the app keeps only the latest MAX_KEPT_OUTPUTS folders of them all."""
+    from gradio_client import Client
+
+    monkeypatch.setattr(app, "MAX_KEPT_OUTPUTS", 3)
+    demo = launch(None, free_port(), profile="smoke", block=False, threads=torch.get_num_threads())
+    try:
+        sample = demo.vidpred_samples[0]
+        for _ in range(5):  # five sessions, one request each
+            status, *_ = Client(demo.local_url, verbose=False, download_files=False).predict(
+                None, sample, 0, 1, api_name="/predict")
+            assert status.startswith(f"**{sample}**")
+        folders = [p for p in demo.vidpred_workdir.iterdir() if p.is_dir()]
+        assert len(folders) == len(demo.vidpred_outputs) == 3
+        assert len(list(demo.vidpred_workdir.rglob("*.mp4"))) == 3
+    finally:
+        demo.close()
+
+
+def test_leftovers_of_killed_apps_are_recognised_safely(tmp_path):
+    import subprocess
+    import sys
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    started = app._process_start(os.getpid())
+
+    def folder(name: str, marker: dict | None) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "compare.mp4").write_bytes(b"output")
+        if marker is not None:
+            (path / app.MARKER).write_text(json.dumps(marker))
+        return path
+
+    parent = app._process_start(os.getppid())
+    dead = folder("vidpred-app-0123456789ab", {"pid": ended.pid, "started": None})
+    reused = folder("vidpred-app-0123456789ac", {"pid": os.getppid(), "started": parent + 1})  # its pid, now another's
+    running = folder("vidpred-app-0123456789ad", {"pid": os.getppid(), "started": parent})
+    unmarked = folder("vidpred-app-0123456789ae", None)  # an older app's, or not an app's: not sure, so kept
+    other_name = folder("vidpred-app-mine", {"pid": ended.pid, "started": None})
+    garbled = folder("vidpred-app-0123456789af", None)
+    (garbled / app.MARKER).write_text("not json")
+    linked = folder("vidpred-app-0123456789b0", None)
+    (linked / app.MARKER).symlink_to(dead / app.MARKER)
+    mine = app.make_workdir(tmp_path)  # this process's own folder
+    assert json.loads((mine / app.MARKER).read_text()) == {"pid": os.getpid(), "started": started}
+    assert sorted(app.clean_leftovers(tmp_path)) == [dead, reused] and not dead.exists() and not reused.exists()
+    assert all(p.exists() for p in (running, unmarked, other_name, garbled, linked, mine))
+
+
+def test_the_next_app_removes_the_folder_of_an_app_killed_with_sigkill(tmp_path):
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-c", "import sys; from vidpred.cli import main; sys.exit(main(sys.argv[1:]))",
+                               "app", "--profile", "smoke", "--port", str(free_port()), "--checkpoints", str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        banner = next(line for line in server.stdout if line.startswith("vidpred app:"))
+        killed = Path(re.search(r"outputs in (\S+)", banner).group(1))
+        assert killed.is_dir() and (killed / app.MARKER).exists()
+    finally:
+        server.kill()  # SIGKILL: no clean-up of its own
+        server.wait()
+    assert killed.is_dir()
+    demo = launch(None, free_port(), profile="smoke", block=False, threads=torch.get_num_threads())
+    try:
+        assert killed in demo.vidpred_leftovers and not killed.exists()
+        assert demo.vidpred_workdir.is_dir()
+    finally:
+        demo.close()

@@ -1,21 +1,29 @@
 """The Gradio app: upload or pick a clip, run every model, compare frames, metrics and runtimes.
 
 ``vidpred app`` serves it on 127.0.0.1 with analytics off; ``share`` must be asked for. The app only
-opens files uploaded to it (inside Gradio's upload folder) and decodes them with OpenCV (never executes
-them), with a bounded amount of decoding per request. Each session keeps only its latest outputs;
-the app's folder is removed when it closes or exits, and Gradio deletes uploads after an hour.
+opens files uploaded to it through Gradio's upload endpoint and decodes them with OpenCV (never executes
+them), with a bounded amount of decoding per request: an upload that would take too much decoding is
+refused before decoding, and large ones are decoded one at a time beside the other requests
+(:class:`DecodePool`), so they cannot hold the slots that normal requests are served in. Each session keeps
+only its latest outputs and the app at most ``MAX_KEPT_OUTPUTS``; the app's folder is removed when it closes
+or exits, the folders of apps that were killed are removed when the next one starts, and Gradio deletes
+uploads after an hour.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import statistics
+import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +44,17 @@ MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_DURATION_S = 600.0
 MAX_SIDE = 4096
 MAX_DECODE_S = 10.0  # decoding time allowed per request; a long or huge upload is stopped, not waited for
+MAX_DECODE_PIXELS = 5e10  # pixels the 45 frames' span may hold: more cannot decode within MAX_DECODE_S (refused)
+HEAVY_DECODE_PIXELS = 5e8  # pixels to decode above which an upload is large (about 0.3 s of decoding here)
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".gif")
-CONCURRENCY = 2  # requests served at once (one per core here); the others wait in the queue
+CONCURRENCY = 2  # predictions at once (one per core here); the others wait
+HEAVY_DECODES = 1  # large uploads decoded at once, beside the predictions
+HEAVY_WAITING = 2  # large uploads that may wait for their turn; more are refused at once
+SERVING_SLOTS = CONCURRENCY + HEAVY_DECODES + HEAVY_WAITING  # requests in the app at once: large uploads never
+#   take more than HEAVY_DECODES + HEAVY_WAITING of them, so CONCURRENCY are always left for normal requests
 QUEUE_SIZE = 100  # waiting requests beyond this are refused at once instead of waiting minutes
+MAX_KEPT_OUTPUTS = 64  # output folders kept (3 files, ~0.4 MB each): the oldest go first
+WORKDIR_PREFIX, MARKER = "vidpred-app-", ".vidpred-app.json"  # the app's folder in Gradio's, and what marks it
 VIDEO_MODELS = 4  # models shown beside the ground truth in the side-by-side video (5 panels ≈ 970 px wide)
 TIMING_REPEATS = 3
 
@@ -55,6 +71,36 @@ class Prediction:
     rows: list[dict]  # per model: ms, and MSE / moving-pixel MSE / PSNR / SSIM when there is ground truth
 
 
+class DecodePool:
+    """Decodes large uploads ``decoding`` at a time, with up to ``waiting`` more queued for their turn.
+
+    A large upload waits for its turn here without using the CPU; beyond ``decoding + waiting`` it is refused
+    at once (an AppError), so large uploads hold at most that many of the app's ``SERVING_SLOTS``.
+    """
+
+    def __init__(self, decoding: int = HEAVY_DECODES, waiting: int = HEAVY_WAITING):
+        self.decoding, self.waiting = decoding, waiting
+        self._turns = threading.Semaphore(decoding)
+        self._lock = threading.Lock()
+        self.admitted = 0  # decoding or waiting now
+        self.served = 0  # large uploads decoded (or stopped) so far
+
+    @contextlib.contextmanager
+    def turn(self, name: str):
+        with self._lock:
+            if self.admitted >= self.decoding + self.waiting:
+                raise AppError(f"{name}: {self.admitted} large videos are already being decoded or waiting for their "
+                               "turn; try again in a minute, or upload a shorter or smaller video")
+            self.admitted += 1
+        try:
+            with self._turns:
+                yield
+        finally:
+            with self._lock:
+                self.admitted -= 1
+                self.served += 1
+
+
 def upload_folder() -> Path:
     """Where Gradio keeps uploads (``$GRADIO_TEMP_DIR``, else ``<tmp>/gradio``), symlinks resolved."""
     from gradio.utils import get_upload_folder
@@ -62,20 +108,37 @@ def upload_folder() -> Path:
     return Path(get_upload_folder()).resolve()
 
 
-def checked_upload(path: str | Path) -> Path:
+def not_uploaded(sent) -> str:
+    """The refusal of a path that was not uploaded: the path as the client sent it (one line, 200 characters at
+    most), never one the server made of it (``file://x`` resolves under the server's working folder)."""
+    shown = " ".join(str(sent).split())[:200]
+    return (f"{shown}: refused, it was not uploaded to this app (the app only reads its own uploads); "
+            "upload the video instead")
+
+
+def checked_upload(path: str | Path, uploaded=None) -> Path:
     """``path`` with symlinks resolved, when it is a file uploaded to the app; otherwise an AppError.
 
-    Gradio's own checks are not the only line: whatever reaches the app, it opens only files inside
-    Gradio's upload folder (uploads and the app's own outputs), never another file on the server.
+    ``uploaded`` is Gradio's record of the files its upload endpoint received (``Blocks.upload_file_set``):
+    only those are read, so a file that is inside Gradio's upload folder for another reason (another
+    user's output of this app, named by its path) is refused as well. Without the record: any file inside
+    the upload folder but outside the app's output folders. Gradio's own checks are not the only line:
+    whatever reaches the app, it never opens another file on the server.
     """
+    sent = path
     path = Path(path)
     try:
         resolved = path.resolve(strict=True)
     except (OSError, RuntimeError):
         raise AppError(f"{path.name}: the file is gone; upload it again") from None
-    if not resolved.is_file() or not resolved.is_relative_to(upload_folder()):
-        raise AppError(f"{path}: refused, it was not uploaded to this app (the app only reads its own uploads); "
-                       "upload the video instead")
+    folder = upload_folder()
+    if not resolved.is_file() or not resolved.is_relative_to(folder):
+        raise AppError(not_uploaded(sent))
+    if uploaded is not None:
+        if str(sent) not in uploaded and str(path) not in uploaded and str(resolved) not in uploaded:
+            raise AppError(not_uploaded(sent))
+    elif resolved.relative_to(folder).parts[0].startswith(WORKDIR_PREFIX):
+        raise AppError(not_uploaded(sent))
     return resolved
 
 
@@ -97,11 +160,13 @@ def too_short(name: str, total: int, start: int, frame_step: int, n_context: int
 
 
 def _open(path: Path) -> cv2.VideoCapture:
-    return cv2.VideoCapture(str(path))
+    # One decoding thread: a request's decoding takes one core, as its prediction does (serving_threads).
+    return cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
 
 
 def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int = 64, n_context: int = 30,
-              n_future: int = 15, max_seconds: float | None = None, crop: str = "center") -> tuple[np.ndarray, bool]:
+              n_future: int = 15, max_seconds: float | None = None, crop: str = "center",
+              pool: DecodePool | None = None) -> tuple[np.ndarray, bool]:
     """Preprocess an uploaded video as in training: frames (T, size, size) uint8 and whether the
     ground truth of the future is there (T = n_context + n_future) or not (T = n_context).
 
@@ -109,9 +174,12 @@ def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int =
     centred square, ``"none"`` squashes the whole frame; :func:`vidpred.data.ucf101.square_crop`) and
     resized with INTER_AREA, exactly as ``vidpred prepare`` does.
 
-    The work is bounded: a start past the clip's frame count is refused before decoding, the reader
-    seeks to the start where the container allows it (else skips frames without converting them),
-    and decoding stops with an AppError after ``max_seconds`` (default ``MAX_DECODE_S``).
+    The work is bounded: a start past the clip's frame count, and a span of frames that holds more than
+    ``MAX_DECODE_PIXELS`` pixels, are refused before decoding; the reader seeks to the start where the
+    container allows it (else skips frames without converting them), and decoding stops with an AppError
+    after ``max_seconds`` (default ``MAX_DECODE_S``). With a ``pool``, an upload whose decoding may cover
+    more than ``HEAVY_DECODE_PIXELS`` (start and span, in case the seek decodes its way) waits for its
+    turn there, and its ``max_seconds`` run from then.
     """
     path = Path(path)
     max_seconds = MAX_DECODE_S if max_seconds is None else max_seconds
@@ -127,7 +195,6 @@ def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int =
                        "and the step ≥ 1")
     if crop not in CROPS:
         raise ValueError(f"unknown crop {crop!r}; choose {' or '.join(CROPS)}")
-    deadline = time.monotonic() + max_seconds
     capture = _open(path)
     try:
         if not capture.isOpened():
@@ -141,29 +208,38 @@ def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int =
             raise AppError(f"{path.name}: {width:.0f}×{height:.0f} is too large (limit {MAX_SIDE} px a side)")
         if count > 0 and start >= count:
             raise AppError(too_short(path.name, count, start, frame_step, n_context))
-        index = 0
-        if start > 0:
-            if capture.set(cv2.CAP_PROP_POS_FRAMES, start) and int(capture.get(cv2.CAP_PROP_POS_FRAMES)) == start:
-                index = start
-            else:  # the container cannot seek: start again and skip to the start frame
-                capture.release()
-                capture = _open(path)
-        wanted = start + (n_context + n_future - 1) * frame_step + 1
-        frames, decoded = [], 0
-        while index < wanted:
-            if time.monotonic() > deadline:
-                raise AppError(f"{path.name}: decoding stopped after {max_seconds:g} s at frame {index} (the limit "
-                               "per request); use a shorter or smaller video, or a smaller start or frame step")
-            if not capture.grab():  # grab decodes; retrieve below converts only the frames kept
-                break
-            decoded += 1
-            if index >= start and (index - start) % frame_step == 0:
-                ok, frame = capture.retrieve()
-                if not ok:
+        span = (n_context + n_future - 1) * frame_step + 1  # frames from the start to the last one kept
+        pixels = width * height if width > 0 and height > 0 else MAX_SIDE * MAX_SIDE  # unknown: the worst
+        if span * pixels > MAX_DECODE_PIXELS:
+            raise AppError(f"{path.name}: with frame step {frame_step} the {n_context + n_future} frames span {span} "
+                           f"frames of {width:.0f}×{height:.0f}, {span * pixels / 1e9:.0f} gigapixels to decode (limit "
+                           f"{MAX_DECODE_PIXELS / 1e9:.0f}); use a smaller frame step or a smaller video")
+        large = pool is not None and (start + span) * pixels > HEAVY_DECODE_PIXELS
+        with pool.turn(path.name) if large else contextlib.nullcontext():
+            deadline = time.monotonic() + max_seconds
+            index = 0
+            if start > 0:
+                if capture.set(cv2.CAP_PROP_POS_FRAMES, start) and int(capture.get(cv2.CAP_PROP_POS_FRAMES)) == start:
+                    index = start
+                else:  # the container cannot seek: start again and skip to the start frame
+                    capture.release()
+                    capture = _open(path)
+            wanted = start + span
+            frames, decoded = [], 0
+            while index < wanted:
+                if time.monotonic() > deadline:
+                    raise AppError(f"{path.name}: decoding stopped after {max_seconds:g} s at frame {index} (the "
+                                   "limit per request); use a shorter or smaller video, or a smaller start or frame step")
+                if not capture.grab():  # grab decodes; retrieve below converts only the frames kept
                     break
-                gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-                frames.append(cv2.resize(square_crop(gray, crop), (size, size), interpolation=cv2.INTER_AREA))
-            index += 1
+                decoded += 1
+                if index >= start and (index - start) % frame_step == 0:
+                    ok, frame = capture.retrieve()
+                    if not ok:
+                        break
+                    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+                    frames.append(cv2.resize(square_crop(gray, crop), (size, size), interpolation=cv2.INTER_AREA))
+                index += 1
     finally:
         capture.release()
     if decoded == 0 and index == 0:
@@ -382,6 +458,93 @@ def _remove(folder) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class OutputFolders:
+    """The folders of the requests' outputs under ``root``, oldest first: beyond ``keep`` the oldest are removed
+    (a session's previous outputs go sooner, when its next request is done)."""
+
+    def __init__(self, root: Path, keep: int = MAX_KEPT_OUTPUTS):
+        self.root, self.keep = root, keep
+        self._folders: deque[Path] = deque()
+        self._lock = threading.Lock()
+
+    def new(self) -> Path:
+        folder = self.root / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        with self._lock:
+            self._folders.append(folder)
+            old = [self._folders.popleft() for _ in range(len(self._folders) - self.keep)]
+        for stale in old:
+            _remove(stale)
+        return folder
+
+    def remove(self, folder) -> None:
+        if not folder:
+            return
+        with self._lock, contextlib.suppress(ValueError):
+            self._folders.remove(Path(folder))
+        _remove(folder)
+
+    def __len__(self) -> int:
+        return len(self._folders)
+
+
+def _process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), to tell a reused pid; None where unknown."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    now = _process_start(pid)
+    return started is None or now is None or now == started  # another start time: the pid was reused
+
+
+def make_workdir(root: Path) -> Path:
+    """A new output folder of this app under ``root`` (Gradio's upload folder), marked with this process's pid
+    and start time so that a later app can tell it was left behind (:func:`clean_leftovers`)."""
+    workdir = root / f"{WORKDIR_PREFIX}{uuid.uuid4().hex[:12]}"
+    workdir.mkdir(parents=True)
+    (workdir / MARKER).write_text(json.dumps({"pid": os.getpid(), "started": _process_start(os.getpid())}))
+    return workdir
+
+
+def clean_leftovers(root: Path) -> list[Path]:
+    """Remove the output folders that apps which ended without cleaning (``kill -9``, a crash) left in ``root``.
+
+    Only folders that are surely an app's and surely abandoned: named ``vidpred-app-<12 hex>``, a real folder
+    owned by this user, holding the marker :func:`make_workdir` writes, whose process is no longer running
+    (or whose pid now belongs to a process started at another time). Anything else is left alone.
+    """
+    removed = []
+    pattern = re.compile(rf"{re.escape(WORKDIR_PREFIX)}[0-9a-f]{{12}}")
+    with contextlib.suppress(OSError):
+        candidates = list(root.iterdir())
+    for folder in candidates if root.is_dir() else []:
+        try:
+            if not pattern.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir() \
+                    or folder.stat().st_uid != os.getuid():
+                continue
+            marker = folder / MARKER
+            if marker.is_symlink():
+                continue
+            owner = json.loads(marker.read_text())
+            pid, started = int(owner["pid"]), owner.get("started")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no readable marker: not surely an app's folder
+        if pid != os.getpid() and not _alive(pid, started):
+            _remove(folder)
+            removed.append(folder)
+    return removed
+
+
 def build_app(checkpoints: str | Path | None = None, profile: str | None = None, data: DataConfig | None = None,
               allow_mixed: bool = True, crop: str | None = None):
     """The Gradio Blocks of the app.
@@ -425,9 +588,12 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None,
     note = "\n\n".join([note, *left_out]).strip()
     threads = torch.get_num_threads()
     # Outputs go inside Gradio's upload folder, so Gradio serves them without copying them into its cache.
-    workdir = upload_folder() / f"vidpred-app-{uuid.uuid4().hex[:12]}"
-    workdir.mkdir(parents=True)
+    leftovers = clean_leftovers(upload_folder())
+    workdir = make_workdir(upload_folder())
     atexit.register(_remove, workdir)
+    outputs_kept = OutputFolders(workdir, MAX_KEPT_OUTPUTS)
+    pool = DecodePool()
+    computing = threading.BoundedSemaphore(CONCURRENCY)  # predictions and their outputs, beside large decodes
     runtime_plot = workdir / "runtimes.png"  # the times depend on the clip's shape only: drawn once
     fig = Figure(figsize=(6.5, 0.8 + 0.3 * len(runtimes)))
     ax = fig.subplots()
@@ -438,11 +604,11 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None,
     fig.tight_layout()
     fig.savefig(runtime_plot, dpi=100)
 
-    def predict(upload, sample, start, step):
+    def clip_frames(upload, sample, start, step):
         start, step = int(start or 0), int(step or 1)
         if upload:
-            path = checked_upload(upload)
-            frames, _ = read_clip(path, start, step, size=data_cfg.image_size, crop=crop)
+            path = checked_upload(upload, getattr(demo, "upload_file_set", None))
+            frames, _ = read_clip(path, start, step, size=data_cfg.image_size, crop=crop, pool=pool)
             source = path.name
         elif sample:
             if sample not in samples:
@@ -455,19 +621,22 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None,
             frames, source = clip[:45], sample
         else:
             raise AppError("upload a video or pick a sample clip first")
-        return predict_all(frames, models, runtimes=runtimes), source, start, step
+        return frames, source, start, step
 
     def run(upload, sample, start, step, previous):
         try:
-            result, source, start, step = predict(upload, sample, start, step)
+            frames, source, start, step = clip_frames(upload, sample, start, step)  # large uploads: in the pool
+            with computing:
+                return respond(predict_all(frames, models, runtimes=runtimes), source, start, step, upload, previous)
         except AppError as err:
             return (f"**Cannot use this clip.** {err}", None, None, None, None, None, previous)
         except Exception as err:  # a bug: one line for the user, the traceback for the log
             log.exception("prediction failed")
             return (f"**The app failed on this clip** ({type(err).__name__}: {err}); the server log has the details.",
                     None, None, None, None, None, previous)
-        folder = workdir / uuid.uuid4().hex  # this request's outputs; the session's previous ones go below
-        folder.mkdir(parents=True)
+
+    def respond(result, source, start, step, upload, previous):
+        folder = outputs_kept.new()  # this request's outputs; the session's previous ones go below
         context_path = folder / "context.png"
         cv2.imwrite(str(context_path), _strip(result.context[::3]))
         sheet_path = folder / "sheet.jpg"  # a JPEG of 0.4 MB encodes 4× faster than a PNG of 1.5 MB, and loads faster
@@ -492,13 +661,13 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None,
             status += "\n\n" + real_video_warning
         if note:
             status += "\n\n" + note
-        _remove(previous)  # keep only the latest outputs of each session
+        outputs_kept.remove(previous)  # keep only the latest outputs of each session
         return status, str(context_path), str(sheet_path), str(video), table, str(runtime_plot), str(folder)
 
     with gr.Blocks(title="vidpred: compare video predictors", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# vidpred — 30 frames in, 15 frames out\nUpload a video or pick a sample; every model "
                     "and baseline predicts the next 15 frames (64×64 grayscale, as in training).")
-        outputs = gr.State(None, time_to_live=3600, delete_callback=_remove)  # the session's latest outputs
+        outputs = gr.State(None, time_to_live=3600, delete_callback=outputs_kept.remove)  # the session's latest
         with gr.Row():
             upload = gr.File(label="upload a video", file_types=list(VIDEO_SUFFIXES), type="filepath")
             with gr.Column():
@@ -516,9 +685,26 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None,
         plot = gr.Image(label="inference time of each model (measured when the app started)", type="filepath")
         button.click(run, [upload, sample, start, step, outputs],
                      [status, context_image, sheet, video, table, plot, outputs],
-                     api_name="predict", concurrency_limit=CONCURRENCY)
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+                     api_name="predict", concurrency_limit=SERVING_SLOTS)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=SERVING_SLOTS)
+    preprocess = demo.preprocess_data
+
+    async def refuse_in_a_line(block_fn, inputs, *args, **kwargs):
+        """Gradio's refusal of a path that was not uploaded names the server's working folder (``file://x`` is
+        resolved under it): the client gets the app's line instead, with the path as it was sent."""
+        from gradio.exceptions import InvalidPathError
+
+        try:
+            return await preprocess(block_fn, inputs, *args, **kwargs)
+        except InvalidPathError:
+            sent = next((v["path"] for v in inputs or () if isinstance(v, dict) and "path" in v), "the file")
+            raise gr.Error(not_uploaded(sent), print_exception=False) from None
+
+    demo.preprocess_data = refuse_in_a_line
     demo.vidpred_workdir = workdir
+    demo.vidpred_outputs = outputs_kept
+    demo.vidpred_pool = pool
+    demo.vidpred_leftovers = leftovers
     demo.vidpred_models = list(models)
     demo.vidpred_samples = list(samples)
     demo.vidpred_crop = crop
@@ -561,8 +747,11 @@ def launch(checkpoints: str | Path | None = None, port: int = 7860, share: bool 
     if block and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit)
     print(f"vidpred app: {len(demo.vidpred_models)} models ({', '.join(demo.vidpred_models)}), "
-          f"{torch.get_num_threads()} torch thread(s) per request, {CONCURRENCY} requests at once, "
-          f"queue of {QUEUE_SIZE}; outputs in {demo.vidpred_workdir}", flush=True)
+          f"{torch.get_num_threads()} torch thread(s) per request, {CONCURRENCY} requests at once and "
+          f"{HEAVY_DECODES} large upload decoding beside them ({HEAVY_WAITING} more may wait), queue of {QUEUE_SIZE}; "
+          f"outputs in {demo.vidpred_workdir} (the latest {MAX_KEPT_OUTPUTS})"
+          + (f"; removed {len(demo.vidpred_leftovers)} folder(s) left by apps that were killed"
+             if demo.vidpred_leftovers else ""), flush=True)
     demo.launch(server_name="127.0.0.1", server_port=port, share=share, show_error=True,
                 prevent_thread_lock=not block, quiet=not block)
     return demo
