@@ -45,7 +45,7 @@ FROZEN_MAX = 4  # frozen: no pixel of the 64×64 frame changes by more than this
 FROZEN_MEAN = 0.1  # ... the mean change is below this (codec noise; a camera's own noise is higher) ...
 FROZEN_RUN = 8  # ... for at least this many consecutive frames
 BLANK_STD = 4.0  # a frame whose pixels vary less than this has no picture
-DECODER_VERSION = 1  # bump when anything above changes what decode_footage returns
+DECODER_VERSION = 2  # bump when anything above changes what decode_footage returns
 
 
 @dataclass
