@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vidpred.data.exercise import load_sources
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: pytest brings tomli there
@@ -28,6 +30,8 @@ URL = REPOSITORY["url"].rstrip("/")
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
 GITHUB = re.compile(r"https?://github\.com/[\w./-]+")
+# the real exercise videos' repositories at the pinned commits (attribution, never the footage itself)
+SOURCE_LINKS = {f"https://github.com/{s.repo}/tree/{s.commit}" for s in load_sources()}
 INSTALL = ("try:  # Colab: install the package first (the book's own environment already has it)\n"
            "    import vidpred\n"
            "except ImportError:\n"
@@ -52,7 +56,15 @@ def test_every_chapter_installs_the_notebook_extra_from_the_repository(notebook)
     assert code[0].startswith(INSTALL), f"{notebook.name}: the first code cell is not the install guard:\n{code[0]}"
     assert sum("%pip" in c or "!pip" in c for c in code) == 1, f"{notebook.name} installs more than once"
     links = [link for c in cells(notebook) for link in GITHUB.findall(source(c))]
-    assert all(link.startswith(URL) for link in links), f"{notebook.name} links another repository: {links}"
+    others = [link for link in links if not link.startswith(URL) and link not in SOURCE_LINKS]
+    assert not others, f"{notebook.name} links another repository (not a pinned data source): {others}"
+
+
+def test_a_pinned_source_link_is_exactly_its_repository_at_its_commit():
+    # the one kind of foreign link a chapter may hold: attribution of the real videos, at the commit the package pins
+    assert SOURCE_LINKS and all(re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+/tree/[0-9a-f]{40}", s)
+                                for s in SOURCE_LINKS), SOURCE_LINKS
+    assert not any(link.startswith(URL) for link in SOURCE_LINKS)
 
 
 def test_package_metadata_names_the_repository():
