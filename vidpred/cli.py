@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
 from .config import CLASSES, PROFILES, Profile, get_profile
+from .utils import json_text, write_files
 
 
 def _profile(args) -> Profile:
@@ -228,6 +228,10 @@ def cmd_app(args) -> int:
     from .app import launch
 
     check_port_free(args.port)  # before loading the models, and in one line rather than Gradio's traceback
+    if args.profile is None:  # the real-trained checkpoints where the package ships them ($VIDPRED_PROFILE wins)
+        from .app import default_profile
+
+        args.profile = default_profile()
     profile = _profile(args)
     # Data options select the checkpoints trained on that data (and its samples); without any, the app
     # loads every checkpoint it finds and shows what each was trained on.
@@ -251,9 +255,9 @@ def cmd_bench(args) -> int:
         options["models"] = args.models
     result = bench.run(args.what, profile=args.profile, **options)
     out = Path(args.out or f"bench/{args.what}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
+    text = json_text(result, indent=1)  # standard JSON: a NaN timing is null, never a bare NaN
+    print(text)  # first, so a failed write (a full disk: one line below) loses no measurement
+    write_files({out: lambda handle: handle.write(text.encode())}, instead="a path", python=None)
     print(f"wrote {out}")
     return 0
 

@@ -19,7 +19,7 @@ from .metrics import METRICS, MOTION_THRESHOLD, MetricAccumulator
 from .models import BASELINES, REFERENCE_BASELINES, Predictor, build, count_flops, count_parameters, latency_ms
 from .runs import Run, describe_data, read_run
 from .train import pick_device
-from .utils import atomic_write
+from .utils import json_text, write_files
 
 
 @torch.no_grad()
@@ -79,7 +79,6 @@ def evaluate_all(runs: dict[str, Run | str | Path], dataset: WindowDataset, out_
     """
     dev = pick_device(device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     n_context, n_future = dataset.n_context, dataset.n_future
     rows = []
     baselines = baseline_models(train) if baselines is None else baselines
@@ -116,7 +115,6 @@ def evaluate_all(runs: dict[str, Run | str | Path], dataset: WindowDataset, out_
                "test_windows": len(dataset), "n_context": n_context, "n_future": n_future,
                "eval_data": data, "eval_data_text": describe_data(data) if data else None,
                "motion_threshold": MOTION_THRESHOLD, "results": rows}
-    atomic_write(out_dir / "results.json", lambda h: h.write(json.dumps(payload, indent=1).encode()))
     columns = ["model", "kind", *METRICS, "moving_mse", "mse_per_frame_sum", "params", "flops_per_clip",
                "inference_ms_per_clip", "train_steps", "train_seconds", "train_data_text"]
 
@@ -129,7 +127,9 @@ def evaluate_all(runs: dict[str, Run | str | Path], dataset: WindowDataset, out_
         writer.writerows(rows)
         handle.write(text.getvalue().encode())
 
-    atomic_write(out_dir / "results.csv", write_csv)
+    # both or neither: a full disk leaves the previous pair as it was, and no temporary file (a one-line NotWritten)
+    write_files({out_dir / "results.json": lambda h: h.write(json_text(payload, indent=1).encode()),
+                 out_dir / "results.csv": write_csv})
     return rows
 
 
@@ -238,8 +238,6 @@ def evaluate_clips(models: dict[str, Predictor], clips: dict[str, list], out_dir
                          for name, w in windows.items()},
                "pooled": pooled}
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / "clips.json", lambda h: h.write(json.dumps(payload, indent=1).encode()))
     columns = ["clip", "model", "windows", "mse", "mse_vs_copy_last", "moving_mse", "psnr", "ssim"]
 
     def write_csv(handle) -> None:
@@ -252,7 +250,8 @@ def evaluate_clips(models: dict[str, Predictor], clips: dict[str, list], out_dir
             writer.writerows({"clip": clip_name, "model": m, **r} for m, r in results.items())
         handle.write(text.getvalue().encode())
 
-    atomic_write(out_dir / "clips.csv", write_csv)
+    write_files({out_dir / "clips.json": lambda h: h.write(json_text(payload, indent=1).encode()),
+                 out_dir / "clips.csv": write_csv})
     return payload
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import math
 import os
 import platform
 import random
@@ -56,18 +60,94 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     """Write through a temporary file in the same folder, then rename: never a half-written file.
 
     The file gets the mode an ordinary ``open(path, "w")`` would give (0o666 less the umask), not
-    the 0o600 of ``mkstemp``, so a cache or a run folder can be shared like any other file.
+    the 0o600 of ``mkstemp``, so a cache or a run folder can be shared like any other file. When writing fails
+    (a full disk, a kill), the temporary file is removed and ``path`` is as it was.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    atomic_write_all({Path(path): write})
+
+
+def atomic_write_all(writes: dict[Path, Callable[[BinaryIO], object]]) -> None:
+    """Several files, each through :func:`atomic_write`'s temporary file, renamed only once every one was written:
+    a failure (a full disk) leaves each target as it was and no temporary file behind."""
+    done: list[tuple[str, Path]] = []
     try:
-        os.chmod(tmp, 0o666 & ~current_umask())
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
+        for path, write in writes.items():
+            path = Path(path)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+            done.append((tmp, path))
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), 0o666 & ~current_umask())
+                write(handle)
+        for tmp, path in done:
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in done:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _make_folders(folder: Path, created: list[Path]) -> None:
+    """Make ``folder`` and its missing parents, outermost first, appending each one made to ``created``."""
+    for missing in [f for f in (folder, *folder.parents) if not f.exists()][::-1]:
+        missing.mkdir()
+        created.append(missing)
+
+
+def _remove_folders(created: list[Path]) -> None:
+    """Remove again the (still empty) folders :func:`_make_folders` made, innermost first."""
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+class NotWritten(OSError, ValueError):
+    """Output files that could not be written (a full disk, a read-only folder); every target is as it was.
+
+    A ValueError as well, so the command line prints its one line (``vidpred <command>: …``) with no traceback.
+    """
+
+
+def write_files(writes: dict[Path, Callable[[BinaryIO], object]], flag: str = "--out",
+                instead: str = "a folder", python: str | None = "another out_dir") -> None:
+    """:func:`atomic_write_all` into folders created as needed; on failure :class:`NotWritten` in one line that
+    names the files, the folder, why (``No space left on device``) and what to pass instead (``flag``), and the
+    folders this call created are removed again."""
+    paths = [Path(p) for p in writes]
+    created: list[Path] = []
+    try:
+        for folder in dict.fromkeys(p.parent for p in paths):
+            _make_folders(folder, created)
+        atomic_write_all(dict(zip(paths, writes.values())))
+    except OSError as err:
+        _remove_folders(created)
+        why = err.strerror or str(err) or type(err).__name__
+        full = err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+        fix = (f"free some space there, or pass {flag} <{instead} on a disk with space>" if full
+               else f"pass {flag} <{instead} you can write to>")
+        names = " and ".join(p.name for p in paths)
+        folders = ", ".join(str(f) for f in dict.fromkeys(p.parent for p in paths))
+        raise NotWritten(f"cannot write {names} in {folders} ({why}); nothing was written there: {fix}"
+                         + (f" (in Python: {python})" if python else "")) from None
+
+
+def json_safe(value):
+    """``value`` with every NaN or infinite float (numpy's too) as None, so it is standard JSON (``null``)."""
+    if isinstance(value, float):  # numpy.float64 included
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:  # numpy.float32, numpy.int64
+        return json_safe(value.item())
+    return value
+
+
+def json_text(value, indent: int | None = None) -> str:
+    """``value`` as standard JSON: non-finite floats become ``null``, never the bare ``NaN``/``Infinity`` that
+    strict parsers (browsers, jq, other languages) refuse. results.json, clips.json, bench JSON and the data
+    caches' manifests are written with it."""
+    return json.dumps(json_safe(value), indent=indent, allow_nan=False)
 
 
 def remove_stale_temp_files(folder: str | Path, older_than_s: float = 600.0) -> list[Path]:

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from ..config import DataConfig, config_hash
-from ..utils import atomic_write, remove_stale_temp_files
+from ..utils import atomic_write, json_text, remove_stale_temp_files
 from . import footage
 from .ucf101 import CROPS, VideoError, load_cached, sha256_file
 from .windows import Clip
@@ -368,7 +368,7 @@ def prepare(cfg: DataConfig, progress: bool = False, sources: list[Source] | Non
             stored = json.loads(manifest_path.read_text())
         except ValueError as err:
             report.rebuilt[str(manifest_path)] = f"not valid JSON ({err}); every clip is checked again"
-    manifest = json.loads(json.dumps(stored))
+    manifest = json.loads(json_text(stored))
     manifest.update(config_hash=key, image_size=cfg.image_size, crop=cfg.crop, fps=footage.TARGET_FPS)
     entries: dict = manifest.setdefault("clips", {})
     if frames_dir.is_dir():
@@ -379,8 +379,8 @@ def prepare(cfg: DataConfig, progress: bool = False, sources: list[Source] | Non
         if manifest == stored or report.not_cached:
             return
         try:
-            atomic_write(manifest_path, lambda h: h.write(json.dumps(manifest, indent=1).encode()))
-            stored = json.loads(json.dumps(manifest))
+            atomic_write(manifest_path, lambda h: h.write(json_text(manifest, indent=1).encode()))
+            stored = json.loads(json_text(manifest))
         except OSError as err:
             report.not_cached = f"{cache}: {err.strerror or err}"
 

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from ..config import DataConfig, config_hash
-from ..utils import atomic_write, remove_stale_temp_files
+from ..utils import atomic_write, json_text, remove_stale_temp_files
 from .windows import Clip
 
 KAGGLE_DATASET = "matthewjansen/ucf101-action-recognition"
@@ -389,7 +389,7 @@ def prepare(cfg: DataConfig, root: str | Path | None = None, progress: bool = Fa
             stored = json.loads(manifest_path.read_text())
         except ValueError as err:
             report.rebuilt[str(manifest_path)] = f"not valid JSON ({err}); every clip is checked again"
-    manifest = json.loads(json.dumps(stored))  # a copy, compared with what is on disk before writing
+    manifest = json.loads(json_text(stored))  # a copy, compared with what is on disk before writing
     manifest.update(config_hash=key, image_size=cfg.image_size, classes=list(cfg.classes), split=cfg.split,
                     crop=cfg.crop)
     entries: dict = manifest.setdefault("clips", {})
@@ -410,8 +410,8 @@ def prepare(cfg: DataConfig, root: str | Path | None = None, progress: bool = Fa
         if manifest == stored:
             return  # nothing changed: a read-only cache stays usable
         try:
-            atomic_write(manifest_path, lambda h: h.write(json.dumps(manifest, indent=1).encode()))
-            stored = json.loads(json.dumps(manifest))
+            atomic_write(manifest_path, lambda h: h.write(json_text(manifest, indent=1).encode()))
+            stored = json.loads(json_text(manifest))
         except OSError as err:
             report.not_cached = report.not_cached or f"{cache}: {err.strerror or err}"
 
