@@ -1,16 +1,19 @@
 """Paths that cannot be written or must not be read, and JSON that every parser accepts.
 
-Each test reproduces one case of the reliability issue: a full disk under ``evaluate --out`` (and ``bench
---out``), and NaN and infinity in results. Root writes through ``chmod a-w``, so a
+Each test reproduces one case of the reliability issue: an empty cache on a read-only disk (UCF101 and the real
+exercise set), a full disk under ``evaluate --out``, and NaN and infinity in results. Root writes through ``chmod a-w``, so a
 read-only disk and a full one are simulated by making ``mkdir``, ``mkstemp`` or a write fail as the kernel would.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import re
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,8 @@ from test_exercise import scene, write_mp4v
 from vidpred import bench, cli
 from vidpred.cli import main
 from vidpred.config import DataConfig, get_profile
+from vidpred.data import exercise, load_splits
+from vidpred.data.exercise import Source
 from vidpred.data.windows import Clip, WindowDataset
 from vidpred.evaluate import evaluate_all, evaluate_clips
 from vidpred.models.baselines import CopyLast
@@ -99,6 +104,67 @@ def strict_json(path: Path):
         raise ValueError(f"{path} holds the non-standard JSON constant {constant}")
 
     return json.loads(path.read_text(), parse_constant=refuse)
+
+
+# ------------------------------------------------------------------ 1. an empty cache on a read-only disk
+def test_prepare_with_an_empty_read_only_cache_decodes_in_memory_and_says_how_to_keep_the_clips(
+        original_layout, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()  # data/ is on a read-only mount, so data/cache cannot be made
+    read_only(monkeypatch, tmp_path / "data")
+    assert main(["prepare", "--profile", "smoke", "--data-dir", str(original_layout)]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    lines = [line for line in captured.out.splitlines() if "could not write the cache" in line]
+    assert len(lines) == 1 and re.fullmatch(
+        rf"could not write the cache data/cache/ucf101-\w+: {ROFS}; the clips were decoded in memory only and will "
+        r"be decoded again next time: to keep them, run vidpred from a folder where data/cache can be written",
+        lines[0]), captured.out
+    assert "decoded 48, reused 0" in captured.out and re.search(r"^train\s+\d+", captured.out, re.M)
+    assert list((tmp_path / "data").iterdir()) == []  # nothing half-made
+    # what train, evaluate and generate go through: the clips, from memory, and no error
+    cfg = DataConfig(source="ucf101", data_dir=str(original_layout), classes=("PushUps", "Lunges"))
+    assert sum(map(len, load_splits(cfg).values())) == 48
+
+
+def test_prepare_exercise_into_a_read_only_cache_is_one_line_before_any_download(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    read_only(monkeypatch, tmp_path / "data")
+    monkeypatch.delenv(exercise.MIRROR_DIR_ENV, raising=False)
+    monkeypatch.delenv(exercise.MIRROR_URL_ENV, raising=False)
+
+    def offline(*args, **kwargs):
+        raise AssertionError("a download started although its folder cannot be written")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    assert main(["prepare", "--profile", "smoke", "--data", "exercise"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line == (f"vidpred prepare: cannot download 301 video(s) of the real exercise set into "
+                    f"data/cache/exercise-videos ({ROFS}); pass --data-dir <a mirror of the set> (or set "
+                    "VIDPRED_EXERCISE_DIR), or run vidpred from a folder where data/cache can be written")
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_prepare_exercise_from_a_mirror_with_a_read_only_cache_decodes_in_memory(tmp_path, monkeypatch, capsys):
+    mirror = tmp_path / "mirror"
+    sources = []
+    for k in range(5):  # five scenes: three go to train, one each to val and test
+        path = f"videos/clip{k}.mp4"
+        data = write_mp4v(mirror / "someone+exercises" / path, scene(60, 10 + k), 25.0).read_bytes()
+        sources.append(Source("someone/exercises", "0" * 40, path, hashlib.sha256(data).hexdigest(), len(data),
+                              "push-ups"))
+    monkeypatch.setattr(exercise, "load_sources", lambda path=None: sources)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    read_only(monkeypatch, tmp_path / "data")
+    assert main(["prepare", "--profile", "smoke", "--data", "exercise", "--data-dir", str(mirror)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^could not write the cache data/cache/exercise-\w+: {ROFS}; the clips were decoded in memory "
+                     r"only and will be decoded again next time: to keep them, run vidpred from a folder where "
+                     r"data/cache can be written$", out, re.M), out
+    assert "decoded 5, reused 0" in out
+    assert list((tmp_path / "data").iterdir()) == []
 
 
 # ------------------------------------------------------------------ 2. a full disk under evaluate --out

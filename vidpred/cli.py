@@ -60,7 +60,7 @@ def cmd_prepare(args) -> int:
     cfg = profile.data
     skipped: dict[str, str] = {}
     if cfg.source == "ucf101":
-        from .data.ucf101 import few, prepare
+        from .data.ucf101 import few, not_cached_line, prepare
 
         report = prepare(cfg, progress=True)
         splits, skipped = report.clips, report.skipped
@@ -70,7 +70,7 @@ def cmd_prepare(args) -> int:
         if report.cleaned:
             print(f"cleaned {len(report.cleaned)} leftover(s): {few(report.cleaned, 3)}")
         if report.not_cached:
-            print(f"could not write the cache {report.not_cached}; the clips were decoded in memory only")
+            print(not_cached_line(report.not_cached, cfg.cache_dir))
     elif cfg.source == "exercise":
         from .data.exercise import prepare_and_describe
 
@@ -228,10 +228,6 @@ def cmd_app(args) -> int:
     from .app import launch
 
     check_port_free(args.port)  # before loading the models, and in one line rather than Gradio's traceback
-    if args.profile is None:  # the real-trained checkpoints where the package ships them ($VIDPRED_PROFILE wins)
-        from .app import default_profile
-
-        args.profile = default_profile()
     profile = _profile(args)
     # Data options select the checkpoints trained on that data (and its samples); without any, the app
     # loads every checkpoint it finds and shows what each was trained on.

@@ -100,6 +100,22 @@ def _remove_folders(created: list[Path]) -> None:
             folder.rmdir()
 
 
+def make_writable_folder(folder: str | Path) -> Path:
+    """``folder``, made with its missing parents, once a file could be written in it; else the OSError, and the
+    folders this call made are removed again."""
+    folder = Path(folder)
+    created: list[Path] = []
+    try:
+        _make_folders(folder, created)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-", suffix=TEMP_SUFFIX)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError:
+        _remove_folders(created)
+        raise
+    return folder
+
+
 class NotWritten(OSError, ValueError):
     """Output files that could not be written (a full disk, a read-only folder); every target is as it was.
 

@@ -40,9 +40,9 @@ import cv2
 import numpy as np
 
 from ..config import DataConfig, config_hash
-from ..utils import atomic_write, json_text, remove_stale_temp_files
+from ..utils import atomic_write, json_text, make_writable_folder, remove_stale_temp_files
 from . import footage
-from .ucf101 import CROPS, VideoError, load_cached, sha256_file
+from .ucf101 import CROPS, VideoError, load_cached, not_cached_line, sha256_file
 from .windows import Clip
 
 SOURCES_FILE = Path(__file__).with_name("exercise_sources.tsv")
@@ -227,6 +227,14 @@ def locate(cfg: DataConfig, sources: list[Source], progress: bool = False) -> tu
         files[source] = path
         if not (path.is_file() and path.stat().st_size == source.bytes):
             todo.append(source)
+    if todo:
+        try:
+            make_writable_folder(folder)
+        except OSError as err:  # a read-only data/: one line before the first download, not a traceback
+            raise SourceError(f"cannot download {len(todo)} video(s) of the real exercise set into {folder} "
+                              f"({err.strerror or err}); pass --data-dir <a mirror of the set> (or set "
+                              f"{MIRROR_DIR_ENV}), or run vidpred from a folder where {cfg.cache_dir} can be "
+                              "written") from None
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
@@ -493,7 +501,7 @@ def prepare_and_describe(cfg: DataConfig, progress: bool = False) -> tuple[Exerc
     if report.cleaned:
         lines.append(f"cleaned {len(report.cleaned)} leftover(s)")
     if report.not_cached:
-        lines.append(f"could not write the cache {report.not_cached}; the clips were decoded in memory only")
+        lines.append(not_cached_line(report.not_cached, cfg.cache_dir))
     dropped = ", ".join(f"{n} {why}" for why, n in sorted(report.dropped.items())) or "none"
     lines.append(f"decoding: every video at {footage.TARGET_FPS:g} fps; bars cropped in {report.cropped}; "
                  f"{report.cuts} shot cut(s) split; frames dropped: {dropped}; "

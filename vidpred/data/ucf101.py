@@ -335,6 +335,12 @@ def load_cached(path: Path, expected_frames: int | None, size: int) -> tuple[np.
     return frames, ""
 
 
+def not_cached_line(not_cached: str, cache_dir: str) -> str:
+    """What `vidpred prepare` says when it could not write the cache: the folder, why, and how to keep the clips."""
+    return (f"could not write the cache {not_cached}; the clips were decoded in memory only and will be decoded "
+            f"again next time: to keep them, run vidpred from a folder where {cache_dir} can be written")
+
+
 def _empty_split(split: str, files: list[VideoFile], splits: dict[str, str], report: PrepareReport,
                  cfg: DataConfig, root: Path) -> str:
     """Why ``split`` has no clip, and what to do: one line."""
@@ -362,7 +368,8 @@ def prepare(cfg: DataConfig, root: str | Path | None = None, progress: bool = Fa
     new cache. Each clip is written atomically and the manifest after it, so an interrupted run
     resumes where it stopped; a source whose sha256 changed is decoded again, and so is a cached
     clip that is truncated or does not match the manifest (reported in ``rebuilt``). Nothing is
-    written when nothing changed, so a complete read-only cache works. Unusable videos (corrupt,
+    written when nothing changed, so a complete read-only cache works; where the cache folder cannot be made
+    (a read-only disk) the clips are decoded in memory and ``not_cached`` says why. Unusable videos (corrupt,
     unreadable, not a regular file, shorter than one window) are skipped and reported, never fatal;
     an empty split is an error that says why.
     """
@@ -378,11 +385,15 @@ def prepare(cfg: DataConfig, root: str | Path | None = None, progress: bool = Fa
                        "crop": cfg.crop, "root": str(root.resolve())})
     cache = Path(cfg.cache_dir) / f"ucf101-{key}"
     frames_dir = cache / "frames"
-    if not frames_dir.is_dir():
-        frames_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = cache / "manifest.json"
     report = PrepareReport(cache, {"train": [], "val": [], "test": []}, other_classes=dict(scan.other_classes),
                            ignored=scan.ignored, missing_classes=scan.missing)
+    if not frames_dir.is_dir():
+        try:
+            frames_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # an empty cache on a read-only disk: decode in memory, as below when a write fails
+            report.not_cached = f"{cache}: {err.strerror or err}"
+    writable = not report.not_cached
     stored: dict = {}
     if manifest_path.exists():
         try:
@@ -407,7 +418,7 @@ def prepare(cfg: DataConfig, root: str | Path | None = None, progress: bool = Fa
     def save_manifest() -> None:
         nonlocal stored
         manifest["skipped"] = report.skipped
-        if manifest == stored:
+        if manifest == stored or not writable:
             return  # nothing changed: a read-only cache stays usable
         try:
             atomic_write(manifest_path, lambda h: h.write(json_text(manifest, indent=1).encode()))
@@ -443,15 +454,16 @@ def prepare(cfg: DataConfig, root: str | Path | None = None, progress: bool = Fa
                 save_manifest()
                 continue
             report.decoded += 1
-            try:
-                atomic_write(frames_path, lambda h, a=frames: np.save(h, a))
-            except OSError as err:  # a read-only or full cache: use the frames, say they were not kept
-                report.not_cached = report.not_cached or f"{cache}: {err.strerror or err}"
-                entries.pop(f.name, None)
-            else:
-                entries[f.name] = {"source": str(f.path), "label": f.label, "group": f.group,
-                                   "split": splits[f.name], "frames": int(len(frames)), "sha256": digest}
-                save_manifest()
+            if writable:  # else not_cached already says why the frames are not kept
+                try:
+                    atomic_write(frames_path, lambda h, a=frames: np.save(h, a))
+                except OSError as err:  # a read-only or full cache: use the frames, say they were not kept
+                    report.not_cached = report.not_cached or f"{cache}: {err.strerror or err}"
+                    entries.pop(f.name, None)
+                else:
+                    entries[f.name] = {"source": str(f.path), "label": f.label, "group": f.group,
+                                       "split": splits[f.name], "frames": int(len(frames)), "sha256": digest}
+                    save_manifest()
         if len(frames) < min_frames:
             report.skipped[str(f.path)] = (f"too short: {len(frames)} frames, a window needs {min_frames}")
             continue
