@@ -1,7 +1,8 @@
 """Paths that cannot be written or must not be read, and JSON that every parser accepts.
 
 Each test reproduces one case of the reliability issue: an empty cache on a read-only disk (UCF101 and the real
-exercise set), a full disk under ``evaluate --out``, and NaN and infinity in results. Root writes through ``chmod a-w``, so a
+exercise set), a full disk under ``evaluate --out``, NaN and infinity in results, and a Kaggle CSV row that points
+outside the data folder. Root writes through ``chmod a-w``, so a
 read-only disk and a full one are simulated by making ``mkdir``, ``mkstemp`` or a write fail as the kernel would.
 """
 
@@ -19,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_avi
 from test_exercise import scene, write_mp4v
 
 from vidpred import bench, cli
 from vidpred.cli import main
 from vidpred.config import DataConfig, get_profile
-from vidpred.data import exercise, load_splits
+from vidpred.data import exercise, load_splits, ucf101
 from vidpred.data.exercise import Source
 from vidpred.data.windows import Clip, WindowDataset
 from vidpred.evaluate import evaluate_all, evaluate_clips
@@ -265,5 +267,25 @@ def test_bench_onto_a_full_disk_prints_the_numbers_then_one_line(tmp_path, monke
     assert one_line(captured.err) == (f"vidpred bench: cannot write data.json in {tmp_path} ({FULL}); nothing was "
                                       "written there: free some space there, or pass --out <a path on a disk with space>")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ 4. Kaggle CSV rows that leave the data folder
+@pytest.mark.parametrize("listed", ["/../other/v_PushUps_g30_c01.avi", "/train/../../other/v_PushUps_g30_c01.avi"])
+def test_kaggle_csv_path_outside_the_data_folder_is_skipped_and_reported(listed, kaggle_layout, tmp_path, monkeypatch,
+                                                                         capsys):
+    outside = write_avi(tmp_path / "other" / "v_PushUps_g30_c01.avi", 50)  # a real video, out of bounds
+    table = kaggle_layout / "train.csv"
+    table.write_text(table.read_text() + f"v_PushUps_g30_c01,{listed},PushUps\n")
+    opened = []
+    real_open_regular = ucf101.open_regular
+    monkeypatch.setattr(ucf101, "open_regular", lambda path: opened.append(Path(path)) or real_open_regular(path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "--profile", "smoke", "--data-dir", str(kaggle_layout)]) == 0
+    out = capsys.readouterr().out
+    assert (f"  1 file(s) listed in a Kaggle CSV with a clip_path that leaves the data folder (not read): "
+            f"{listed} in {table}") in out.splitlines()
+    assert opened and all(inside(path, kaggle_layout) for path in opened) and outside not in opened
+    manifest = next((tmp_path / "data" / "cache").glob("ucf101-*/manifest.json"))
+    assert "v_PushUps_g30_c01" not in strict_json(manifest)["clips"]  # and the manifest is standard JSON
 
 

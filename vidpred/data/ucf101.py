@@ -45,6 +45,7 @@ CROPS = ("center", "none")  # centre square crop before resizing, or squash the 
 MAX_VIDEO_BYTES = 2 << 30  # a UCF101 clip is < 30 MB; anything over 2 GiB is not one of them
 KAGGLE_COLUMNS = ("clip_path", "label")
 BAD_NAME = "not named v_<Class>_gXX_cYY"
+LEAVES_ROOT = "listed in a Kaggle CSV with a clip_path that leaves the data folder (not read)"
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,11 @@ def _read_kaggle_csv(table: Path) -> list[dict[str, str]]:
     return rows
 
 
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` stays in ``root`` once its ``..`` are applied (links inside the folder are the user's own)."""
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root))
+
+
 def _find_kaggle(root: Path, classes: set[str], scan: Scan) -> None:
     for split in ("train", "val", "test"):
         table = root / f"{split}.csv"
@@ -155,7 +161,11 @@ def _find_kaggle(root: Path, classes: set[str], scan: Scan) -> None:
             listed = set()
             for row in _read_kaggle_csv(table):
                 # clip_path is written as '/train/PushUps/v_...avi': relative to the root.
-                path = root / row["clip_path"].lstrip("/\\")
+                listed_as = row["clip_path"] or ""
+                path = root / listed_as.lstrip("/\\")
+                if not _inside(path, root):  # '/../other/x.avi': never read a file outside the data folder
+                    scan.ignore(LEAVES_ROOT, f"{listed_as} in {table}")
+                    continue
                 listed.add(path)
                 if row["label"] not in classes:
                     scan.other_classes[row["label"]] += 1
