@@ -1,8 +1,8 @@
 """Paths that cannot be written or must not be read, and JSON that every parser accepts.
 
 Each test reproduces one case of the reliability issue: an empty cache on a read-only disk (UCF101 and the real
-exercise set), a full disk under ``evaluate --out``, NaN and infinity in results, and a Kaggle CSV row that points
-outside the data folder. Root writes through ``chmod a-w``, so a
+exercise set), a full disk under ``evaluate --out``, NaN and infinity in results, a Kaggle CSV row that points
+outside the data folder, and ``train`` into a read-only ``--runs``. Root writes through ``chmod a-w``, so a
 read-only disk and a full one are simulated by making ``mkdir``, ``mkstemp`` or a write fail as the kernel would.
 """
 
@@ -23,6 +23,7 @@ import torch
 from conftest import write_avi
 from test_exercise import scene, write_mp4v
 
+import vidpred.data
 from vidpred import bench, cli
 from vidpred.cli import main
 from vidpred.config import DataConfig, get_profile
@@ -289,3 +290,25 @@ def test_kaggle_csv_path_outside_the_data_folder_is_skipped_and_reported(listed,
     assert "v_PushUps_g30_c01" not in strict_json(manifest)["clips"]  # and the manifest is standard JSON
 
 
+# ------------------------------------------------------------------ 5. train into a read-only --runs
+@pytest.mark.parametrize("where", ["the runs folder", "a missing folder under it"])
+def test_train_into_a_read_only_runs_fails_before_loading_the_data(where, tmp_path, monkeypatch, capsys):
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded before the runs folder was checked")
+
+    monkeypatch.setattr(vidpred.data, "windows", no_data)
+    monkeypatch.chdir(tmp_path)
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    runs = mount if where == "the runs folder" else mount / "new" / "runs"
+    read_only(monkeypatch, mount)
+    assert main(["train", "--model", "convlstm", "--profile", "smoke", "--steps", "1", "--runs", str(runs)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert re.fullmatch(rf"vidpred train: cannot train into {runs}/convlstm-\w+: {mount} is not writable \({ROFS}\); "
+                        r"pass --runs <a writable folder> \(in Python: another out_dir\)", line), line
+    assert list(mount.iterdir()) == []
+
+
+def test_the_early_runs_check_leaves_no_folder_behind(tmp_path):
+    cli.check_runs_writable(tmp_path / "runs" / "smoke")
+    assert list(tmp_path.iterdir()) == []  # fit makes the folders when it writes the run

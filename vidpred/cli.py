@@ -114,9 +114,9 @@ def cmd_train(args) -> int:
     from .train import fit, run_dir
 
     profile = _profile(args)
-    datasets = windows(profile.data, progress=True)
     names = LEARNED if args.model == "all" else [args.model]
-    for name in names:
+
+    def train_config(name: str):
         cfg = profile.train_config(name)
         if args.steps:
             cfg = dataclasses.replace(cfg, steps=args.steps)
@@ -124,6 +124,14 @@ def cmd_train(args) -> int:
             cfg = dataclasses.replace(cfg, amp=False)
         if args.compile is not None:
             cfg = dataclasses.replace(cfg, compile=args.compile)
+        return cfg
+
+    # A read-only --runs is refused now, in fit's words, not after the data was decoded (each build below is seeded)
+    first = build(names[0], **profile.model_config(names[0]))
+    check_runs_writable(run_dir(runs_root(args, profile), first, profile.data, train_config(names[0])))
+    datasets = windows(profile.data, progress=True)
+    for name in names:
+        cfg = train_config(name)
         torch.manual_seed(cfg.seed)
         model = build(name, **profile.model_config(name))
         out_dir = run_dir(runs_root(args, profile), model, profile.data, cfg)
@@ -375,6 +383,21 @@ def writable_folder(folder: str | Path, flag: str) -> Path:
     except OSError as err:
         raise ValueError(f"{flag} {folder}: cannot write there ({err.strerror}); give a writable folder") from None
     return folder
+
+
+def check_runs_writable(out_dir: Path) -> None:
+    """A run could be written in ``out_dir``; else fit's own one line (RunFolderNotWritable) naming the folder that
+    refused and saying to pass --runs <a writable folder>. Folders made for the check are removed again: fit
+    makes them when it writes."""
+    from .train import writable_run_folder
+
+    missing = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # innermost first
+    writable_run_folder(out_dir)
+    for folder in missing:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def check_port_free(port: int) -> None:
