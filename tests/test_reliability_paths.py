@@ -290,6 +290,18 @@ def test_kaggle_csv_path_outside_the_data_folder_is_skipped_and_reported(listed,
     assert "v_PushUps_g30_c01" not in strict_json(manifest)["clips"]  # and the manifest is standard JSON
 
 
+def test_kaggle_csv_rows_without_a_path_or_a_label_are_reported(kaggle_layout, tmp_path, monkeypatch, capsys):
+    table = kaggle_layout / "val.csv"
+    rows = table.read_text().splitlines()
+    table.write_text("\n".join([*rows, "v_PushUps_g31_c01,,PushUps", "v_PushUps_g31_c02,/val/PushUps/x.avi,",
+                                 "v_PushUps_g31_c03"]) + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "--profile", "smoke", "--data-dir", str(kaggle_layout)]) == 0
+    n = len(rows) - 1  # data rows before the three bad ones
+    assert (f"  3 file(s) listed in a Kaggle CSV row without a clip_path or a label: data row {n + 1} of {table}, data row "
+            f"{n + 2} of {table}, data row {n + 3} of {table}") in capsys.readouterr().out.splitlines()
+
+
 # ------------------------------------------------------------------ 5. train into a read-only --runs
 @pytest.mark.parametrize("where", ["the runs folder", "a missing folder under it"])
 def test_train_into_a_read_only_runs_fails_before_loading_the_data(where, tmp_path, monkeypatch, capsys):

@@ -46,6 +46,7 @@ MAX_VIDEO_BYTES = 2 << 30  # a UCF101 clip is < 30 MB; anything over 2 GiB is no
 KAGGLE_COLUMNS = ("clip_path", "label")
 BAD_NAME = "not named v_<Class>_gXX_cYY"
 LEAVES_ROOT = "listed in a Kaggle CSV with a clip_path that leaves the data folder (not read)"
+NO_PATH_OR_LABEL = "listed in a Kaggle CSV row without a clip_path or a label"
 
 log = logging.getLogger(__name__)
 
@@ -159,20 +160,23 @@ def _find_kaggle(root: Path, classes: set[str], scan: Scan) -> None:
         table = root / f"{split}.csv"
         if table.exists():
             listed = set()
-            for row in _read_kaggle_csv(table):
+            for number, row in enumerate(_read_kaggle_csv(table), start=1):
                 # clip_path is written as '/train/PushUps/v_...avi': relative to the root.
-                listed_as = row["clip_path"] or ""
+                listed_as, label = row["clip_path"] or "", row["label"] or ""  # None in a short row
+                if not listed_as.strip("/\\") or not label:
+                    scan.ignore(NO_PATH_OR_LABEL, f"data row {number} of {table}")
+                    continue
                 path = root / listed_as.lstrip("/\\")
                 if not _inside(path, root):  # '/../other/x.avi': never read a file outside the data folder
                     scan.ignore(LEAVES_ROOT, f"{listed_as} in {table}")
                     continue
                 listed.add(path)
-                if row["label"] not in classes:
-                    scan.other_classes[row["label"]] += 1
+                if label not in classes:
+                    scan.other_classes[label] += 1
                 elif not os.path.lexists(path):
                     scan.ignore("listed in a Kaggle CSV but missing", f"{path} ({table.name})")
                 else:
-                    _add(scan, path, row["label"], split)
+                    _add(scan, path, label, split)
             for cls in sorted(classes):
                 for path in _videos(root / split / cls):
                     if path not in listed:
