@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from .augment import augment_window
 from .config import DataConfig, TrainConfig, config_hash, to_dict
 from .data.windows import WindowDataset
 from .models import Predictor, rebuild
@@ -252,6 +253,8 @@ def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="
         raise ValueError(f"{path} is {reason} ({type(err).__name__}): delete it, or train again") from None
     if not isinstance(state, dict) or "model" not in state or "state_dict" not in state:
         raise ValueError(f"{path} is not a vidpred checkpoint (no model name or weights in it)")
+    if isinstance(state.get("train_config"), dict):  # a field added since it was saved holds its default
+        state["train_config"] = {**to_dict(TrainConfig()), **state["train_config"]}
     bad = non_finite(state["state_dict"]) if isinstance(state["state_dict"], dict) else None
     if bad is not None:
         name, count, total = bad
@@ -564,6 +567,8 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
             if (stop_after is not None and step - resumed_from >= stop_after) or _stop_requested():
                 break  # SIGINT/SIGTERM: the step before this one is done and is saved below
             context, future = context.to(dev, non_blocking=True), future.to(dev, non_blocking=True)
+            if cfg.augment:
+                context, future = augment_window(context, future)
             lr = learning_rate(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
