@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 from conftest import write_avi
@@ -44,6 +45,36 @@ def runs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     return write_avi(tmp_path_factory.mktemp("clips") / "upload.avi", 60, size=(320, 240))
+
+
+def portrait_in_bars(path: Path, n_frames: int, fps: float) -> Path:
+    """A phone's portrait video in a landscape frame (black bars), at ``fps``: the picture brightens by half a grey
+    level a frame, so a frame's brightness says which source frame it is."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120), isColor=False)
+    texture = np.random.default_rng(0).integers(0, 40, (120, 60))
+    for i in range(n_frames):
+        frame = np.zeros((120, 160), np.uint8)
+        frame[:, 50:110] = (60 + 0.5 * i + texture).astype(np.uint8)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_uploads_for_footage_models_are_read_as_the_training_footage(tmp_path):
+    # models trained on the real exercise set see uploads as its decoding made them: 25 fps, bars cropped
+    video = portrait_in_bars(tmp_path / "phone.avi", 200, fps=50.0)
+    plain, _ = read_clip(video)
+    footage, has_truth = read_clip(video, footage=True)
+    assert footage.shape == plain.shape == (45, 64, 64) and has_truth
+    slope = lambda frames: np.polyfit(np.arange(45), frames[:, :, 24:40].mean((1, 2)), 1)[0]  # noqa: E731
+    assert slope(plain) == pytest.approx(0.5, abs=0.1)  # every source frame
+    assert slope(footage) == pytest.approx(1.0, abs=0.1)  # every second one: 50 fps brought to 25
+    assert plain.mean(0).min(0).min() < 10 < 50 < footage.mean(0).min(0).min()  # bars in the square, then cropped
+    later, _ = read_clip(video, start=5, frame_step=2, footage=True)  # start and step count frames at 25 fps
+    assert later[0].mean() == pytest.approx(footage[5].mean(), abs=1.5)  # frame 5 at 25 fps
+    assert later[1].mean() == pytest.approx(footage[7].mean(), abs=1.5)
+    with pytest.raises(AppError, match=r"only 15 of the 30 context frames are in the clip \(100 frames\)"):
+        read_clip(video, start=85, footage=True)  # 100 frames at 25 fps: 15 left from frame 85
 
 
 def test_read_clip_preprocesses_like_training(clip, tmp_path):
@@ -386,3 +417,25 @@ def test_the_next_app_removes_the_folder_of_an_app_killed_with_sigkill(tmp_path)
         assert demo.vidpred_workdir.is_dir()
     finally:
         demo.close()
+
+
+def test_the_app_serves_the_real_trained_checkpoints_by_default(monkeypatch):
+    from vidpred.runs import RunSet, shipped_runs
+
+    monkeypatch.setenv("VIDPRED_PROFILE", "smoke")
+    assert app.default_profile() == "smoke"  # asked for: always
+    monkeypatch.delenv("VIDPRED_PROFILE")
+    shipped = shipped_runs("real")
+    assert app.default_profile() == ("real" if shipped.runs else "book")
+    monkeypatch.setattr("vidpred.runs.shipped_runs", lambda profile, models=None: RunSet({}, []))
+    assert app.default_profile() == "book"  # no real checkpoints shipped: the synthetic ones
+
+
+def test_without_the_real_data_the_blend_is_the_one_shipped_with_the_checkpoints(monkeypatch):
+    from vidpred.runs import shipped_manifest
+
+    manifest = shipped_manifest("book")
+    blend = app.shipped_blend("book")
+    assert list(blend.config.alphas) == manifest["baselines"]["blend"]["config"]["alphas"]
+    models, _ = load_models(None, "smoke", None, blend=blend)
+    assert list(models)[:3] == ["copy_last", "context_mean", "blend"] and models["blend"] is blend

@@ -31,10 +31,12 @@ import cv2
 import numpy as np
 import torch
 
-from .config import DataConfig, get_profile
+from .config import DEFAULT_PROFILE, DataConfig, get_profile
+from .data.footage import FPS_RANGE, TARGET_FPS, WORK_SIDE, content_box, to_square
 from .data.ucf101 import CROPS, square_crop
 from .metrics import frame_metrics, moving_mse
-from .models import BASELINES, Predictor, model_device
+from .models import BASELINES, Predictor, build, model_device
+from .runs import REAL_SOURCES
 from .video import comparison_grid, error_map, to_uint8, write_video
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -166,13 +168,16 @@ def _open(path: Path) -> cv2.VideoCapture:
 
 def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int = 64, n_context: int = 30,
               n_future: int = 15, max_seconds: float | None = None, crop: str = "center",
-              pool: DecodePool | None = None) -> tuple[np.ndarray, bool]:
+              pool: DecodePool | None = None, footage: bool = False) -> tuple[np.ndarray, bool]:
     """Preprocess an uploaded video as in training: frames (T, size, size) uint8 and whether the
     ground truth of the future is there (T = n_context + n_future) or not (T = n_context).
 
     Each frame is made grey, cropped as the models' training data was (``crop``: ``"center"`` keeps the
     centred square, ``"none"`` squashes the whole frame; :func:`vidpred.data.ucf101.square_crop`) and
-    resized with INTER_AREA, exactly as ``vidpred prepare`` does.
+    resized with INTER_AREA, exactly as ``vidpred prepare`` does. With ``footage`` (models trained on the real
+    exercise set) the upload is read as that footage was (:mod:`vidpred.data.footage`): brought to 25 fps (``start``
+    and ``frame_step`` count frames at 25 fps), with black or blurred bars cropped away before the square crop.
+    Frozen frames and shot cuts are not removed here: the 45 frames asked for are the 45 frames shown.
 
     The work is bounded: a start past the clip's frame count, and a span of frames that holds more than
     ``MAX_DECODE_PIXELS`` pixels, are refused before decoding; the reader seeks to the start where the
@@ -206,9 +211,12 @@ def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int =
             raise AppError(f"{path.name}: {count / fps:.0f} s is too long (limit {MAX_DURATION_S:.0f} s)")
         if max(width, height) > MAX_SIDE:
             raise AppError(f"{path.name}: {width:.0f}×{height:.0f} is too large (limit {MAX_SIDE} px a side)")
-        if count > 0 and start >= count:
-            raise AppError(too_short(path.name, count, start, frame_step, n_context))
-        span = (n_context + n_future - 1) * frame_step + 1  # frames from the start to the last one kept
+        # The source frames to keep: the 45 frames from ``start``, ``frame_step`` apart (at 25 fps with ``footage``)
+        rate = (fps if FPS_RANGE[0] <= fps <= FPS_RANGE[1] else TARGET_FPS) / TARGET_FPS if footage else 1.0
+        picks = [int(round((start + i * frame_step) * rate)) for i in range(n_context + n_future)]
+        if count > 0 and picks[0] >= count:
+            raise AppError(too_short(path.name, int(count / rate), start, frame_step, n_context))
+        span = picks[-1] - picks[0] + 1  # frames from the start to the last one kept
         pixels = width * height if width > 0 and height > 0 else MAX_SIDE * MAX_SIDE  # unknown: the worst
         if span * pixels > MAX_DECODE_PIXELS:
             raise AppError(f"{path.name}: with frame step {frame_step} the {n_context + n_future} frames span {span} "
@@ -217,14 +225,16 @@ def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int =
         large = pool is not None and (start + span) * pixels > HEAVY_DECODE_PIXELS
         with pool.turn(path.name) if large else contextlib.nullcontext():
             deadline = time.monotonic() + max_seconds
-            index = 0
-            if start > 0:
-                if capture.set(cv2.CAP_PROP_POS_FRAMES, start) and int(capture.get(cv2.CAP_PROP_POS_FRAMES)) == start:
-                    index = start
+            index, first = 0, picks[0]
+            if first > 0:
+                if capture.set(cv2.CAP_PROP_POS_FRAMES, first) and int(capture.get(cv2.CAP_PROP_POS_FRAMES)) == first:
+                    index = first
                 else:  # the container cannot seek: start again and skip to the start frame
                     capture.release()
                     capture = _open(path)
-            wanted = start + span
+            wanted, keep = picks[-1] + 1, {}
+            for k in picks:  # below 25 fps a source frame may be shown twice
+                keep[k] = keep.get(k, 0) + 1
             frames, decoded = [], 0
             while index < wanted:
                 if time.monotonic() > deadline:
@@ -233,29 +243,39 @@ def read_clip(path: str | Path, start: int = 0, frame_step: int = 1, size: int =
                 if not capture.grab():  # grab decodes; retrieve below converts only the frames kept
                     break
                 decoded += 1
-                if index >= start and (index - start) % frame_step == 0:
+                if index in keep:
                     ok, frame = capture.retrieve()
                     if not ok:
                         break
                     gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-                    frames.append(cv2.resize(square_crop(gray, crop), (size, size), interpolation=cv2.INTER_AREA))
+                    if footage:  # kept at the decoder's working size; bars are found over all of them below
+                        scale = min(1.0, WORK_SIDE / min(gray.shape))
+                        work = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+                        gray = cv2.resize(gray, work, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+                    else:
+                        gray = cv2.resize(square_crop(gray, crop), (size, size), interpolation=cv2.INTER_AREA)
+                    frames.extend([gray] * keep[index])
                 index += 1
     finally:
         capture.release()
+    if footage and frames:
+        work = np.stack(frames)
+        frames = list(to_square(work, content_box(work), size, crop))
     if decoded == 0 and index == 0:
         raise AppError(f"{path.name}: no frame could be decoded (corrupt or not a video)")
     if len(frames) < n_context:
-        raise AppError(too_short(path.name, index, start, frame_step, n_context))
+        raise AppError(too_short(path.name, int(index / rate), start, frame_step, n_context))
     has_truth = len(frames) >= n_context + n_future
     return np.stack(frames[: n_context + n_future] if has_truth else frames[:n_context]), has_truth
 
 
 def load_models(checkpoints: str | Path | None, profile: str | None = None,
-                train=None, found=None) -> tuple[dict[str, Predictor], str]:
+                train=None, found=None, blend: Predictor | None = None) -> tuple[dict[str, Predictor], str]:
     """The baselines plus every trained model (from ``checkpoints``, else the package's shipped ones)
     and a note that says which checkpoints were loaded and what each was trained on.
 
-    ``train`` (training windows) fits the blend baseline; without it the blend is left out.
+    ``train`` (training windows) fits the blend baseline, else ``blend`` is it (one already fitted); without
+    either the blend is left out.
     """
     from .evaluate import baseline_models
     from .runs import runs_for
@@ -263,6 +283,8 @@ def load_models(checkpoints: str | Path | None, profile: str | None = None,
     prof = get_profile(profile)
     found = found if found is not None else runs_for(checkpoints, prof.name, allow_mixed=True)
     models: dict[str, Predictor] = baseline_models(train)
+    if "blend" not in models and blend is not None:
+        models = {name: models.get(name, blend) for name in BASELINES if name in models or name == "blend"}
     lines = [f"- {run.describe()}" for run in found.runs.values()]
     lines += [f"- {message}" for message in found.skipped]
     if not found.runs:
@@ -279,9 +301,27 @@ def upload_crop(found, default: str | None = "center") -> str | None:
     """How the app crops uploads: as the loaded models' real training videos were (when those agree),
     else ``default`` (the data config's; the synthetic videos are square, so for models trained on
     them the centred square of an upload is the undistorted match)."""
-    crops = {(run.data or {}).get("crop") for run in found.runs.values() if (run.data or {}).get("source") == "ucf101"}
+    crops = {(run.data or {}).get("crop") for run in found.runs.values() if (run.data or {}).get("source") in REAL_SOURCES}
     crops.discard(None)
     return crops.pop() if len(crops) == 1 else default
+
+
+def trained_on_footage(found) -> bool:
+    """Whether the loaded models (``found``, a RunSet) learned from the real exercise footage: then uploads are read
+    as that footage was (25 fps, bars cropped; :func:`read_clip` ``footage``)."""
+    return any((run.data or {}).get("source") == "exercise" for run in found.runs.values())
+
+
+def real_warning(found) -> str:
+    """What models trained on the real exercise set can and cannot be expected to do on an upload."""
+    data = [run.data for run in found.runs.values() if (run.data or {}).get("source") == "exercise"]
+    if not data:
+        return ""
+    classes = ", ".join(sorted({c for d in data for c in d.get("classes", ())}))
+    clips = max(d.get("train_clips", 0) for d in data)
+    return (f"These models learned from {clips} real exercise clips ({classes}; mostly push-ups, filmed by phones "
+            "and webcams). On other movements, people, rooms and cameras they may do no better than the baselines: "
+            "the metrics table says, clip by clip.")
 
 
 def synthetic_warning(found) -> str:
@@ -336,6 +376,43 @@ def predict_all(frames: np.ndarray, models: dict[str, Predictor], n_context: int
     return Prediction(context_u8, truth_u8, predictions, rows)
 
 
+def default_profile() -> str:
+    """The app's profile: ``$VIDPRED_PROFILE`` when set, else ``real`` where the package ships checkpoints trained on
+    the real exercise set, else the default (the synthetic ``book``)."""
+    from .runs import shipped_runs
+
+    if os.environ.get("VIDPRED_PROFILE"):
+        return os.environ["VIDPRED_PROFILE"]
+    return "real" if shipped_runs("real").runs else DEFAULT_PROFILE
+
+
+def real_splits(cfg: DataConfig) -> dict | None:
+    """The real exercise set's clips by split where its videos are on this machine (``cfg.data_dir``, else a mirror:
+    ``$VIDPRED_EXERCISE_DIR`` or ``shared/exercise`` beside the project), else None: the app never starts a download."""
+    import dataclasses
+
+    from .data import load_splits
+    from .data.exercise import find_mirror
+
+    mirror = cfg.data_dir or find_mirror()
+    if mirror is None:
+        return None
+    try:
+        return load_splits(dataclasses.replace(cfg, data_dir=str(mirror)))
+    except (OSError, ValueError, RuntimeError) as err:
+        log.warning("the real exercise set in %s cannot be used (%s); the samples are synthetic clips", mirror, err)
+        return None
+
+
+def shipped_blend(profile: str) -> Predictor | None:
+    """The blend baseline fitted when the profile's checkpoints were shipped (its α_t are in the manifest), for when
+    the training split is not on this machine; None without one."""
+    from .runs import shipped_manifest
+
+    config = ((shipped_manifest(profile) or {}).get("baselines") or {}).get("blend", {}).get("config")
+    return build("blend", **config) if config else None
+
+
 def spread_over_classes(clips: list, limit: int) -> list:
     """Up to ``limit`` clips taking one of each class in turn, so that every class is represented."""
     by_class: dict[str, list] = {}
@@ -360,7 +437,7 @@ def sample_clips(profile: str | None = None, limit: int = 12, splits=None, data:
     from .data import load_splits
 
     if data is not None:
-        source = "UCF101" if data.source == "ucf101" else "synthetic"
+        source = {"ucf101": "UCF101", "exercise": "real"}.get(data.source, "synthetic")
         tests = (splits or load_splits(data))["test"]
         return {f"{source}: {c.name}": c.frames for c in spread_over_classes(tests, limit)}
     cfg = get_profile(profile).data
@@ -562,28 +639,36 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None,
     from .data import WindowDataset, load_splits
     from .runs import data_identity, runs_for
 
-    prof = get_profile(profile)
+    prof = get_profile(profile or default_profile())
     if data is None:
         data_cfg = prof.data
-        splits = load_splits(data_cfg if data_cfg.source == "synthetic" else get_profile("smoke").data)
+        # the real exercise set where it is on this machine: its training split fits the blend, its test clips are
+        # the samples; else (and for UCF101 profiles) the synthetic clips, and the blend the profile shipped
+        real_data = real_splits(data_cfg) if data_cfg.source == "exercise" else None
+        splits = real_data or load_splits(data_cfg if data_cfg.source == "synthetic" else get_profile("smoke").data)
+        fit_blend = real_data is not None or data_cfg.source == "synthetic" or shipped_blend(prof.name) is None
         found = runs_for(checkpoints, prof.name, allow_mixed=True)  # read once: models and warning
     else:
-        data_cfg = data
+        data_cfg, real_data, fit_blend = data, None, True
         splits = load_splits(data)
         identity = data_identity(data, splits["train"])
         found = runs_for(checkpoints, prof.name, identity, allow_mixed=allow_mixed)
-    models, note = load_models(checkpoints, prof.name, WindowDataset.from_config(splits["train"], data_cfg, "train"),
-                               found)
-    samples = sample_clips(prof.name, splits=splits, data=data)
-    real_video_warning = synthetic_warning(found)
+    train = WindowDataset.from_config(splits["train"], data_cfg, "train") if fit_blend else None
+    models, note = load_models(checkpoints, prof.name, train, found, blend=None if fit_blend else shipped_blend(prof.name))
+    samples = sample_clips(prof.name, splits=splits, data=data or (data_cfg if real_data else None))
+    real_video_warning = synthetic_warning(found) or real_warning(found)
+    footage = trained_on_footage(found)  # uploads read as the training footage was: 25 fps, bars cropped
     trained_crop = upload_crop(found, None)  # None: no agreed crop of real training videos
-    real = any((r.data or {}).get("source") == "ucf101" for r in found.runs.values())
+    real = any((r.data or {}).get("source") in REAL_SOURCES for r in found.runs.values())
     why = ("as chosen with --crop" if crop else "as the models' training videos were" if trained_crop
            else "the default, since the loaded models' real training videos were cropped differently" if real
            else "so that bodies keep their shape, as in the square frames the models were trained on")
     crop = crop or trained_crop or data_cfg.crop
     crop_note = ("Uploads are cropped to their centred square before resizing to 64×64" if crop == "center"
                  else "Uploads are squashed to 64×64 whole (no crop)") + f", {why}."
+    if footage:
+        crop_note += (" As the models' training footage was, uploads are first brought to 25 fps (start frame and "
+                      "frame step count frames at 25 fps) and black or blurred bars are cropped away.")
     runtimes, left_out = runnable(models)
     note = "\n\n".join([note, *left_out]).strip()
     threads = torch.get_num_threads()
@@ -608,7 +693,7 @@ def build_app(checkpoints: str | Path | None = None, profile: str | None = None,
         start, step = int(start or 0), int(step or 1)
         if upload:
             path = checked_upload(upload, getattr(demo, "upload_file_set", None))
-            frames, _ = read_clip(path, start, step, size=data_cfg.image_size, crop=crop, pool=pool)
+            frames, _ = read_clip(path, start, step, size=data_cfg.image_size, crop=crop, pool=pool, footage=footage)
             source = path.name
         elif sample:
             if sample not in samples:
