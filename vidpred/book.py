@@ -216,3 +216,91 @@ def results(env: BookEnv) -> dict:
         evaluate_all(trained_runs(env).runs, datasets["test"], env.runs, device="cpu", train=datasets["train"],
                      data=chapter_identity(env))
         return load_results(env.runs)
+
+
+# ------------------------------------------------------------------------------ real footage
+SMOKE_REAL_BATCHES = 2  # the smoke profile (tests, nbval) evaluates the real test split's first 2 batches only
+
+
+def real_env(env: BookEnv) -> BookEnv | None:
+    """The ``real`` profile on the real exercise set, where a copy of the set is on this machine (a mirror:
+    ``$VIDPRED_EXERCISE_DIR`` or ``shared/exercise`` beside the project); None where it is not."""
+    import dataclasses
+
+    from .data.exercise import find_mirror
+
+    mirror = find_mirror(env.root)
+    if mirror is None or not mirror.is_dir():
+        return None
+    prof = get_profile("real")
+    prof.data = dataclasses.replace(prof.data, data_dir=str(mirror), cache_dir=str(env.root / "data" / "cache"))
+    return BookEnv(prof, env.device, env.root)
+
+
+@dataclass
+class RealResults:
+    """The real-trained models and the four reference baselines on the real test split."""
+
+    rows: list[dict]  # one per model, the keys of evaluate_all's rows (mse, moving_mse, ssim, *_per_horizon, ...)
+    computed: bool  # True: measured in this build; False: the test metrics recorded in the shipped manifest
+    windows: int  # test windows the numbers are over
+    total_windows: int  # test windows of the split
+    env: BookEnv | None = None  # the real profile, where the data is here
+    runs: object = None  # the RunSet of the real-trained models, where the data is here
+
+    @property
+    def label(self) -> str:
+        """Where the numbers come from, for captions."""
+        if not self.computed:
+            return (f"real test split ({self.total_windows} windows): the test metrics recorded in the shipped "
+                    "manifest when the checkpoints were made, not measured in this build (the real set is not on "
+                    "this machine)")
+        part = ("" if self.windows == self.total_windows
+                else f", the first {self.windows} of its {self.total_windows} windows (smoke build)")
+        return f"real test split{part}, measured in this build"
+
+    def by_name(self) -> dict[str, dict]:
+        return {r["model"]: r for r in self.rows}
+
+
+def real_results(env: BookEnv) -> RealResults:
+    """The shipped real-trained models (or runs trained into ``runs/real``) and the reference baselines (the blend
+    fitted on the real train split) on the real test split, measured now where the real set is on this machine
+    (``results.json`` in ``runs/real``; the smoke profile evaluates the first batches only), else read from the
+    manifest shipped with the checkpoints. Computed once per kernel."""
+    key = ("real-results", env.profile.name)
+    if key in _DATA_CACHE:
+        return _DATA_CACHE[key]
+    real = real_env(env)
+    if real is None:
+        result = _manifest_results()
+    else:
+        from .evaluate import baseline_models, evaluate_all
+        from .models import REFERENCE_BASELINES
+        from .runs import runs_for
+
+        datasets = chapter_data(real)
+        found = runs_for(real.runs, "real", chapter_identity(real))
+        batches = SMOKE_REAL_BATCHES if env.profile.name == "smoke" else None
+        baselines = baseline_models(datasets["train"], REFERENCE_BASELINES)
+        out = real.runs if batches is None else env.runs / "real-first-batches"  # never a partial runs/real/results.json
+        rows = evaluate_all(found.runs, datasets["test"], out, device="cpu", baselines=baselines,
+                            data=chapter_identity(real), max_batches=batches, latency_repeats=1 if batches else 5)
+        total = len(datasets["test"])
+        result = RealResults(rows, True, min(total, 16 * batches) if batches else total, total, real, found)
+    _DATA_CACHE[key] = result
+    return result
+
+
+def _manifest_results() -> RealResults:
+    """The real test split's numbers as the shipped manifest recorded them (the set is not on this machine)."""
+    from .runs import shipped_manifest
+
+    manifest = shipped_manifest("real") or {}
+    rows = [{"model": name, "kind": "baseline", **{k: v for k, v in entry.items() if k != "config"}}
+            for name, entry in (manifest.get("baselines") or {}).items()]
+    for name, entry in (manifest.get("models") or {}).items():
+        rows.append({"model": name, "kind": "learned", **entry["test"], "train_steps": entry["steps"],
+                     "train_seconds": entry["train_seconds"]})
+    total = manifest.get("test_windows", 0)
+    return RealResults(rows, False, total, total)
