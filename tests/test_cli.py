@@ -226,3 +226,17 @@ def test_bench_curves_trains_the_fast_and_the_reference_step_from_one_seed():
             max(abs(f - r) / r for (_, r), (_, f) in zip(reference["val_mse"], fast["val_mse"])))
         assert row["speedup"] == pytest.approx(reference["train_seconds"] / fast["train_seconds"])
         assert 0 < fast["test_mse"] < 1
+
+
+def test_data_dir_is_the_real_sets_mirror_for_the_real_profile(tmp_path):
+    """`--profile real --data-dir M` reads the real exercise set from the mirror M; elsewhere it is a UCF101 folder."""
+    import argparse
+
+    from vidpred.cli import _profile
+
+    def data(profile, **extra):
+        return _profile(argparse.Namespace(profile=profile, data_dir=str(tmp_path), **extra)).data
+
+    assert (data("real").source, data("real").data_dir) == ("exercise", str(tmp_path))
+    assert data("book").source == "ucf101"
+    assert data("book", data="exercise").source == "exercise"

@@ -247,6 +247,7 @@ class RealResults:
     total_windows: int  # test windows of the split
     env: BookEnv | None = None  # the real profile, where the data is here
     runs: object = None  # the RunSet of the real-trained models, where the data is here
+    synthetic_rows: list[dict] | None = None  # the book's synthetic-trained checkpoints on the same windows (data here)
 
     @property
     def label(self) -> str:
@@ -265,7 +266,8 @@ class RealResults:
 
 def real_results(env: BookEnv) -> RealResults:
     """The shipped real-trained models (or runs trained into ``runs/real``) and the reference baselines (the blend
-    fitted on the real train split) on the real test split, measured now where the real set is on this machine
+    fitted on the real train split) on the real test split, beside the book's synthetic-trained checkpoints on the
+    same windows (what carries over without real training), measured now where the real set is on this machine
     (``results.json`` in ``runs/real``; the smoke profile evaluates the first batches only), else read from the
     manifest shipped with the checkpoints. Computed once per kernel."""
     key = ("real-results", env.profile.name)
@@ -275,9 +277,9 @@ def real_results(env: BookEnv) -> RealResults:
     if real is None:
         result = _manifest_results()
     else:
-        from .evaluate import baseline_models, evaluate_all
+        from .evaluate import baseline_models, evaluate_all, evaluate_model
         from .models import REFERENCE_BASELINES
-        from .runs import runs_for
+        from .runs import runs_for, shipped_runs
 
         datasets = chapter_data(real)
         found = runs_for(real.runs, "real", chapter_identity(real))
@@ -286,8 +288,11 @@ def real_results(env: BookEnv) -> RealResults:
         out = real.runs if batches is None else env.runs / "real-first-batches"  # never a partial runs/real/results.json
         rows = evaluate_all(found.runs, datasets["test"], out, device="cpu", baselines=baselines,
                             data=chapter_identity(real), max_batches=batches, latency_repeats=1 if batches else 5)
+        synthetic = [{"model": name, "kind": "trained on synthetic",
+                      **evaluate_model(run.model(), datasets["test"], 16, "cpu", batches)}
+                     for name, run in shipped_runs("book").runs.items()]
         total = len(datasets["test"])
-        result = RealResults(rows, True, min(total, 16 * batches) if batches else total, total, real, found)
+        result = RealResults(rows, True, min(total, 16 * batches) if batches else total, total, real, found, synthetic)
     _DATA_CACHE[key] = result
     return result
 

@@ -16,8 +16,9 @@ def _profile(args) -> Profile:
     data = profile.data
     if getattr(args, "data", None):
         data = dataclasses.replace(data, source=args.data)
-    if getattr(args, "data_dir", None):  # UCF101's folder, or with --data exercise a mirror of the real set
-        data = dataclasses.replace(data, source=getattr(args, "data", None) or "ucf101", data_dir=args.data_dir)
+    if getattr(args, "data_dir", None):  # UCF101's folder, or with --data exercise (or the real profile) a mirror
+        source = getattr(args, "data", None) or ("exercise" if data.source == "exercise" else "ucf101")
+        data = dataclasses.replace(data, source=source, data_dir=args.data_dir)
     if getattr(args, "frame_step", None):
         data = dataclasses.replace(data, frame_step=args.frame_step)
     if getattr(args, "split", None):
@@ -430,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="dataset (default: the profile's); exercise: the real exercise videos")
             p.add_argument("--data-dir", type=data_folder,
                            help="UCF101 folder, original or Kaggle layout (implies --data ucf101); with --data "
-                                "exercise, a local mirror of the real exercise videos (default: download them)")
+                                "exercise or --profile real, a local mirror of the real exercise videos (default: download them)")
             p.add_argument("--download", action="store_true", help="download UCF101 from Kaggle with kagglehub")
             p.add_argument("--frame-step", type=positive_int, help="keep every k-th frame")
             p.add_argument("--split", choices=("group", "kaggle"), help="group: no actor in two splits (default)")
