@@ -69,3 +69,21 @@ def test_the_real_split_and_a_model_give_the_manifest_numbers(real_data):
         result = evaluate_model(model, datasets["test"])
         for metric in ("mse", "moving_mse", "ssim"):
             assert result[metric] == pytest.approx(expected[metric], rel=1e-3), (name, metric)
+
+
+def test_the_book_measures_the_real_results_once_per_machine(tmp_path):
+    """Chapters 1, 8, 9 and 11 each run in their own kernel: the real results are kept on disk for the same split
+    and checkpoints, measured again when a checkpoint changes, and a damaged file is measured again."""
+    from vidpred.book import BookEnv, _measured_before, _remember
+
+    env = BookEnv(get_profile("smoke"), torch.device("cpu"), tmp_path)
+    runs = list(shipped_runs("real").runs.values())
+    first = _measured_before(env, MANIFEST["data"], runs, 2)
+    assert first["rows"] is None
+    _remember({**first, "rows": [{"model": "blend", "mse": 0.01}], "synthetic": []})
+    again = _measured_before(env, MANIFEST["data"], runs, 2)
+    assert again["rows"] == [{"model": "blend", "mse": 0.01}] and again["synthetic"] == []
+    assert _measured_before(env, MANIFEST["data"], runs, None)["rows"] is None  # all windows: another measurement
+    assert _measured_before(env, {"fingerprint": "other"}, runs, 2)["rows"] is None  # other data
+    first["path"].write_text("{not json")
+    assert _measured_before(env, MANIFEST["data"], runs, 2)["rows"] is None

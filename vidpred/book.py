@@ -242,7 +242,7 @@ class RealResults:
     """The real-trained models and the four reference baselines on the real test split."""
 
     rows: list[dict]  # one per model, the keys of evaluate_all's rows (mse, moving_mse, ssim, *_per_horizon, ...)
-    computed: bool  # True: measured in this build; False: the test metrics recorded in the shipped manifest
+    computed: bool  # True: measured on this machine; False: the test metrics recorded in the shipped manifest
     windows: int  # test windows the numbers are over
     total_windows: int  # test windows of the split
     env: BookEnv | None = None  # the real profile, where the data is here
@@ -258,7 +258,7 @@ class RealResults:
                     "this machine)")
         part = ("" if self.windows == self.total_windows
                 else f", the first {self.windows} of its {self.total_windows} windows (smoke build)")
-        return f"real test split{part}, measured in this build"
+        return f"real test split{part}, measured on this machine"
 
     def by_name(self) -> dict[str, dict]:
         return {r["model"]: r for r in self.rows}
@@ -269,7 +269,8 @@ def real_results(env: BookEnv) -> RealResults:
     fitted on the real train split) on the real test split, beside the book's synthetic-trained checkpoints on the
     same windows (what carries over without real training), measured now where the real set is on this machine
     (``results.json`` in ``runs/real``; the smoke profile evaluates the first batches only), else read from the
-    manifest shipped with the checkpoints. Computed once per kernel."""
+    manifest shipped with the checkpoints. Measured once per machine for the same data and checkpoints
+    (``real-results.json`` in the profile's runs folder), and kept per kernel."""
     key = ("real-results", env.profile.name)
     if key in _DATA_CACHE:
         return _DATA_CACHE[key]
@@ -282,19 +283,62 @@ def real_results(env: BookEnv) -> RealResults:
         from .runs import runs_for, shipped_runs
 
         datasets = chapter_data(real)
-        found = runs_for(real.runs, "real", chapter_identity(real))
+        identity = chapter_identity(real)
+        found = runs_for(real.runs, "real", identity)
+        book_runs = shipped_runs("book")
         batches = SMOKE_REAL_BATCHES if env.profile.name == "smoke" else None
-        baselines = baseline_models(datasets["train"], REFERENCE_BASELINES)
-        out = real.runs if batches is None else env.runs / "real-first-batches"  # never a partial runs/real/results.json
-        rows = evaluate_all(found.runs, datasets["test"], out, device="cpu", baselines=baselines,
-                            data=chapter_identity(real), max_batches=batches, latency_repeats=1 if batches else 5)
-        synthetic = [{"model": name, "kind": "trained on synthetic",
-                      **evaluate_model(run.model(), datasets["test"], 16, "cpu", batches)}
-                     for name, run in shipped_runs("book").runs.items()]
         total = len(datasets["test"])
-        result = RealResults(rows, True, min(total, 16 * batches) if batches else total, total, real, found, synthetic)
+        measured = _measured_before(env, identity, [*found.runs.values(), *book_runs.runs.values()], batches)
+        if measured.get("rows") is None:
+            baselines = baseline_models(datasets["train"], REFERENCE_BASELINES)
+            out = real.runs if batches is None else env.runs / "real-first-batches"  # never a partial runs/real
+            measured["rows"] = evaluate_all(found.runs, datasets["test"], out, device="cpu", baselines=baselines,
+                                            data=identity, max_batches=batches,
+                                            latency_repeats=1 if batches else 5)
+            measured["synthetic"] = [{"model": name, "kind": "trained on synthetic",
+                                      **evaluate_model(run.model(), datasets["test"], 16, "cpu", batches)}
+                                     for name, run in book_runs.runs.items()]
+            _remember(measured)
+        result = RealResults(measured["rows"], True, min(total, 16 * batches) if batches else total, total, real,
+                             found, measured["synthetic"])
     _DATA_CACHE[key] = result
     return result
+
+
+def _measured_before(env: BookEnv, identity: dict, runs: list, batches: int | None) -> dict:
+    """The real results measured earlier on this machine for exactly these inputs (the real split's fingerprint,
+    each checkpoint file's path, size and time, the number of batches), so the chapters of one build (each its own
+    kernel) evaluate once: ``{"path", "key", "rows", "synthetic"}``, with ``rows`` None when not measured yet. A
+    damaged file is measured again."""
+    import hashlib
+    import json
+
+    parts = [identity.get("fingerprint"), batches]
+    for run in runs:
+        stat = Path(run.path).stat()
+        parts += [run.name, str(Path(run.path).resolve()), stat.st_size, stat.st_mtime_ns]
+    key = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+    path = env.runs / "real-results.json"
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key and isinstance(saved.get("rows"), list):
+            return {"path": path, "key": key, "rows": saved["rows"], "synthetic": saved["synthetic"]}
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass  # absent or damaged: measured again
+    return {"path": path, "key": key, "rows": None, "synthetic": None}
+
+
+def _remember(measured: dict) -> None:
+    """Keep ``measured`` for the next chapter (see :func:`_measured_before`); a folder that cannot be written only
+    means the next chapter measures again."""
+    from .utils import atomic_write, json_text
+
+    try:
+        measured["path"].parent.mkdir(parents=True, exist_ok=True)
+        text = json_text({k: measured[k] for k in ("key", "rows", "synthetic")})
+        atomic_write(measured["path"], lambda handle: handle.write(text.encode()))
+    except OSError:
+        pass
 
 
 def _manifest_results() -> RealResults:
