@@ -240,3 +240,17 @@ def test_data_dir_is_the_real_sets_mirror_for_the_real_profile(tmp_path):
     assert (data("real").source, data("real").data_dir) == ("exercise", str(tmp_path))
     assert data("book").source == "ucf101"
     assert data("book", data="exercise").source == "exercise"
+
+
+def test_vidpred_app_serves_the_apps_default_profile(monkeypatch):
+    """`vidpred app` without --profile serves app.default_profile() (the real-trained checkpoints where they ship)."""
+    from vidpred import app
+
+    served = {}
+    monkeypatch.delenv("VIDPRED_PROFILE", raising=False)
+    monkeypatch.setattr(app, "launch", lambda **kwargs: served.update(kwargs))
+    monkeypatch.setattr("vidpred.cli.check_port_free", lambda port: None)
+    assert main(["app", "--port", "7999"]) == 0
+    assert served["profile"] == app.default_profile()
+    assert main(["app", "--port", "7999", "--profile", "smoke"]) == 0
+    assert served["profile"] == "smoke"

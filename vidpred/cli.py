@@ -237,6 +237,10 @@ def cmd_app(args) -> int:
     from .app import launch
 
     check_port_free(args.port)  # before loading the models, and in one line rather than Gradio's traceback
+    if args.profile is None:  # $VIDPRED_PROFILE, else the real-trained checkpoints where they ship, else book
+        from .app import default_profile
+
+        args.profile = default_profile()
     profile = _profile(args)
     # Data options select the checkpoints trained on that data (and its samples); without any, the app
     # loads every checkpoint it finds and shows what each was trained on.
