@@ -220,6 +220,7 @@ def results(env: BookEnv) -> dict:
 
 # ------------------------------------------------------------------------------ real footage
 SMOKE_REAL_BATCHES = 2  # the smoke profile (tests, nbval) evaluates the real test split's first 2 batches only
+REAL_BATCH = 16  # windows per evaluation batch on the real test split
 
 
 def real_env(env: BookEnv) -> BookEnv | None:
@@ -292,14 +293,14 @@ def real_results(env: BookEnv) -> RealResults:
         if measured.get("rows") is None:
             baselines = baseline_models(datasets["train"], REFERENCE_BASELINES)
             out = real.runs if batches is None else env.runs / "real-first-batches"  # never a partial runs/real
-            measured["rows"] = evaluate_all(found.runs, datasets["test"], out, device="cpu", baselines=baselines,
+            measured["rows"] = evaluate_all(found.runs, datasets["test"], out, REAL_BATCH, "cpu", baselines,
                                             data=identity, max_batches=batches,
                                             latency_repeats=1 if batches else 5)
             measured["synthetic"] = [{"model": name, "kind": "trained on synthetic",
-                                      **evaluate_model(run.model(), datasets["test"], 16, "cpu", batches)}
+                                      **evaluate_model(run.model(), datasets["test"], REAL_BATCH, "cpu", batches)}
                                      for name, run in book_runs.runs.items()]
             _remember(measured)
-        result = RealResults(measured["rows"], True, min(total, 16 * batches) if batches else total, total, real,
+        result = RealResults(measured["rows"], True, min(total, REAL_BATCH * batches) if batches else total, total, real,
                              found, measured["synthetic"])
     _DATA_CACHE[key] = result
     return result
