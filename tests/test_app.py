@@ -120,7 +120,7 @@ def test_too_large_upload(tmp_path, monkeypatch):
     import vidpred.app as app
 
     path = write_avi(tmp_path / "big.avi", 40)
-    monkeypatch.setattr(app, "MAX_UPLOAD_BYTES", 1000)
+    monkeypatch.setattr(app.uploads, "MAX_UPLOAD_BYTES", 1000)  # where read_clip reads it
     with pytest.raises(AppError, match="too large"):
         read_clip(path)
 
@@ -349,7 +349,7 @@ def test_the_app_keeps_a_bounded_number_of_outputs(monkeypatch):
     expires; the app keeps only the latest MAX_KEPT_OUTPUTS folders of them all."""
     from gradio_client import Client
 
-    monkeypatch.setattr(app, "MAX_KEPT_OUTPUTS", 3)
+    monkeypatch.setattr(app.server, "MAX_KEPT_OUTPUTS", 3)  # where build_app reads it
     demo = launch(None, free_port(), profile="smoke", block=False, threads=torch.get_num_threads())
     try:
         sample = demo.vidpred_samples[0]

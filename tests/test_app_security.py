@@ -187,7 +187,7 @@ def test_an_upload_that_would_decode_too_much_is_refused_before_decoding(tmp_pat
     message = (r"clip.avi: with frame step 10 the 45 frames span 441 frames of 320×240, 0 gigapixels to decode "
                r"\(limit 0\); use a smaller frame step or a smaller video$")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(app, "MAX_DECODE_PIXELS", 1e7)  # the limit is 5e10: a 4096² video from frame step 68
+        patch.setattr(app.uploads, "MAX_DECODE_PIXELS", 1e7)  # the limit is 5e10: a 4096² video from frame step 68
         with pytest.raises(AppError, match=message):
             read_clip(clip, frame_step=10)
     assert counting.grabs == 0
@@ -198,7 +198,7 @@ def test_an_upload_that_would_decode_too_much_is_refused_before_decoding(tmp_pat
 def test_large_uploads_are_decoded_in_their_own_pool(tmp_path, monkeypatch):
     """A large upload waits for its turn in the pool (one decoding, two waiting, more refused at once); a small
     one is decoded at once, whatever the pool holds."""
-    monkeypatch.setattr(app, "HEAVY_DECODE_PIXELS", 1e6)
+    monkeypatch.setattr(app.uploads, "HEAVY_DECODE_PIXELS", 1e6)
     large, small = write_avi(tmp_path / "large.avi", 60, size=(320, 240)), write_avi(tmp_path / "small.avi", 60)
     pool = app.DecodePool(decoding=1, waiting=1)
     read_clip(small, pool=pool)  # 45 × 80×60 pixels: not large
@@ -225,7 +225,7 @@ def test_two_large_uploads_leave_a_normal_request_its_slot(server, tmp_path, mon
     timing: `vidpred bench app` times a normal request beside two of them."""
     from gradio_client import Client, handle_file
 
-    monkeypatch.setattr(app, "HEAVY_DECODE_PIXELS", 1e6)  # the 320×240 uploads below are large, 80×60 is not
+    monkeypatch.setattr(app.uploads, "HEAVY_DECODE_PIXELS", 1e6)  # the 320×240 uploads below are large, 80×60 is not
     entered, released = threading.Event(), threading.Event()
 
     class HeldCapture(CountingCapture):
@@ -321,7 +321,7 @@ def test_a_slow_request_does_not_hold_the_others(server, tmp_path, monkeypatch):
             released.wait(600)
         return read_clip_now(path, *args, **kwargs)
 
-    monkeypatch.setattr(app, "read_clip", slow_read_clip)
+    monkeypatch.setattr(app.handlers, "read_clip", slow_read_clip)
     slow = write_avi(tmp_path / "slow.avi", 50)
     sample = next(iter(app.sample_clips("smoke")))
     slow_client, fast_client = Client(server.local_url, verbose=False), Client(server.local_url, verbose=False)

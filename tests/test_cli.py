@@ -196,7 +196,7 @@ def test_a_step_with_a_sampling_schedule_is_timed_inside_it_and_after_it(monkeyp
         progresses.append(progress)
         train_step(model, optimizer, context, future, dtype, progress)
 
-    monkeypatch.setattr(bench, "train_step", recording_step)
+    monkeypatch.setattr(bench.steps, "train_step", recording_step)
     model = build("predrnn_v2", hidden=(4,), patch_size=8, sampling_stop=0.4)
     assert bench.schedule_of(model) == 0.4 and bench.schedule_of(build("transformer", dim=8, depth=1, heads=2)) == 0
     assert bench.schedule_of(build("predrnn_v2", hidden=(4,), patch_size=8, sampling_stop=2.0)) == 1.0  # a whole run

@@ -9,8 +9,9 @@ import torch
 
 from vidpred.config import get_profile
 from vidpred.models import BASELINES, LEARNED, MODELS, build, count_flops
-from vidpred.models.base import RecurrentPredictor, truth_masks
 from vidpred.models.baselines import Blend
+from vidpred.models.recurrent import RecurrentPredictor
+from vidpred.models.sampling import truth_masks
 
 SMOKE = get_profile("smoke")
 VARIANTS = {
@@ -19,6 +20,7 @@ VARIANTS = {
     "predrnn_v2": {**SMOKE.model_config("predrnn"), "decouple_beta": 0.1, "reverse_scheduled_sampling": True},
     "transformer": SMOKE.model_config("transformer"),
     "convlstm_gated": {**SMOKE.model_config("convlstm"), "output": "gated"},
+    "convlstm_direct": {**SMOKE.model_config("convlstm"), "output": "direct", "analogue_window": 0},  # the paper's
     "transformer_mix": {**SMOKE.model_config("transformer"), "output": "mix"},
 }
 FITTED_BLEND = {"alphas": tuple(torch.linspace(0.9, 0.3, 15).tolist())}
@@ -77,7 +79,7 @@ def test_prediction_does_not_depend_on_how_many_frames_are_asked(variant):
         assert torch.allclose(model(context, 5), model(context, 15)[:, :5], atol=1e-6)
 
 
-@pytest.mark.parametrize("variant", ["convlstm", "predrnn", "predrnn_v2"])
+@pytest.mark.parametrize("variant", ["convlstm", "convlstm_direct", "predrnn", "predrnn_v2"])
 def test_recurrent_rollout_is_causal(variant):
     """With ground truth fed in, the prediction of frame t never sees frame t or later."""
     model = make(variant).eval()
@@ -161,7 +163,7 @@ def test_reverse_sampling_inside_the_context_runs_step_by_step():
 
 
 def test_analogue_windows_for_many_inputs_equal_one_at_a_time():
-    from vidpred.models.base import analogue_distances, analogue_windows
+    from vidpred.models.analogue import analogue_distances, analogue_windows
 
     frames = torch.rand(2, 20, 16)
     distances = (frames[:, :, None] - frames[:, None]).square().mean(-1)
@@ -335,7 +337,7 @@ def test_registry_errors_are_clear():
 
 
 def test_analogue_distances_match_a_direct_computation():
-    from vidpred.models.base import analogue_distances
+    from vidpred.models.analogue import analogue_distances
 
     frames = torch.rand(2, 14, 16)
     distances = (frames[:, :, None] - frames[:, None]).square().mean(-1)
@@ -356,7 +358,7 @@ def test_analogue_rollout_in_mixing_weights_equals_one_over_pixels():
     """The analogue rolls out on each input's mixing weights over the context, with distances from the
     context's Gram matrix; here the same method over pixels: every prediction materialised, its
     distances taken from the pixel differences."""
-    from vidpred.models.base import analogue_distances
+    from vidpred.models.analogue import analogue_distances
 
     torch.manual_seed(0)
     base = torch.rand(10, 256)

@@ -27,7 +27,7 @@ import vidpred.data
 from vidpred import bench, cli
 from vidpred.cli import main
 from vidpred.config import DataConfig, get_profile
-from vidpred.data import exercise, load_splits, ucf101
+from vidpred.data import exercise, load_splits, videos
 from vidpred.data.exercise import Source
 from vidpred.data.windows import Clip, WindowDataset
 from vidpred.evaluate import evaluate_all, evaluate_clips
@@ -278,8 +278,8 @@ def test_kaggle_csv_path_outside_the_data_folder_is_skipped_and_reported(listed,
     table = kaggle_layout / "train.csv"
     table.write_text(table.read_text() + f"v_PushUps_g30_c01,{listed},PushUps\n")
     opened = []
-    real_open_regular = ucf101.open_regular
-    monkeypatch.setattr(ucf101, "open_regular", lambda path: opened.append(Path(path)) or real_open_regular(path))
+    real_open_regular = videos.open_regular
+    monkeypatch.setattr(videos, "open_regular", lambda path: opened.append(Path(path)) or real_open_regular(path))
     monkeypatch.chdir(tmp_path)
     assert main(["prepare", "--profile", "smoke", "--data-dir", str(kaggle_layout)]) == 0
     out = capsys.readouterr().out

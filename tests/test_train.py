@@ -412,13 +412,13 @@ def test_train_into_a_read_only_runs_folder_says_what_to_pass(where):
 
 def test_a_run_folder_that_cannot_be_written_leaves_nothing_behind(tmp_path, monkeypatch):
     """Folders created on the way are removed again when the first write fails (a full disk, a quota)."""
-    from vidpred import train
+    from vidpred import run_folder
     from vidpred.train import RunFolderNotWritable, writable_run_folder
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(train.tempfile, "mkstemp", full)
+    monkeypatch.setattr(run_folder.tempfile, "mkstemp", full)
     with pytest.raises(RunFolderNotWritable, match=rf"^cannot train into {tmp_path}/runs/model-1: {tmp_path}/runs/model-1 "
                                                    r"is not writable \(No space left on device\); pass --runs"):
         writable_run_folder(tmp_path / "runs" / "model-1")

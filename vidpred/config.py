@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CLASSES: tuple[str, ...] = ("PushUps", "PullUps", "BenchPress", "Lunges", "WallPushups")
+# the real exercise set's classes (vidpred.data.exercise_sources labels its videos with them, in this order)
+EXERCISE_CLASSES: tuple[str, ...] = ("PushUps", "PullUps", "Squats", "Dips")
 PROFILES: tuple[str, ...] = ("smoke", "book", "real", "full")
 DEFAULT_PROFILE = "book"
 
@@ -133,8 +135,6 @@ def get_profile(name: str | None = None) -> Profile:
         # The real exercise set (vidpred.data.exercise; a mirror from $VIDPRED_EXERCISE_DIR, else downloaded),
         # the book's model sizes, augmented windows (vidpred.augment) and longer runs on a 2-core CPU; the package
         # ships these runs beside the book's synthetic ones.
-        from .data.exercise import EXERCISE_CLASSES
-
         book = get_profile("book")
         return Profile(
             name,

@@ -11,19 +11,13 @@ uninterrupted run would have seen, mid-epoch too. One process at a time trains i
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import inspect
 import json
 import logging
 import math
-import os
-import shutil
 import signal
-import tempfile
-import threading
 import time
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,47 +26,42 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from .augment import augment_window
-from .config import DataConfig, TrainConfig, config_hash, to_dict
+from .checkpoints import (  # noqa: F401  (CheckpointMismatch … run_identity: also imported from here)
+    CHECKPOINT_VERSION,
+    CheckpointMismatch,
+    CheckpointNotFinite,
+    CheckpointWriteError,
+    load_checkpoint,
+    load_model,
+    non_finite,
+    read_log,
+    run_dir,
+    run_identity,
+    save_checkpoint,
+)
+from .config import DataConfig, TrainConfig
 from .data.windows import WindowDataset
-from .models import Predictor, rebuild
-from .utils import atomic_write, keep_freed_memory
-
-CHECKPOINT_VERSION = 1
-LOCK_NAME = ".lock"  # <run>/.lock: held (flock) by the one process training there; holds its pid
+from .models import Predictor
+from .optim import learning_rate, make_optimizer  # noqa: F401  (make_optimizer: also imported from here)
+from .run_folder import (  # noqa: F401  (LOCK_NAME … run_lock: also imported from here)
+    LOCK_NAME,
+    RunFolderNotWritable,
+    RunInUse,
+    TrainingStopped,
+    _ignore_stop_signals,
+    _stop_requested,
+    dist_info,
+    run_lock,
+    stop_on_signals,
+    writable_run_folder,
+)
+from .utils import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class CheckpointMismatch(ValueError):
-    """A checkpoint was made with another config than the one asked for."""
-
-
-class CheckpointWriteError(RuntimeError):
-    """A checkpoint could not be written (a full disk, mostly); the previous one is kept."""
-
-
-class RunInUse(RuntimeError):
-    """Another process is training in this run folder."""
-
-
-class RunFolderNotWritable(OSError, ValueError):
-    """The run folder cannot be created or written (a read-only ``--runs``); nothing was left in it."""
-
-
-class CheckpointNotFinite(ValueError):
-    """A checkpoint's weights hold NaN or infinite values (a diverged run): it is refused, never served."""
-
-
-class TrainingStopped(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped training after a finished step; ``last.pt`` holds it. Resume with the same call."""
-
-    def __init__(self, message: str, step: int, signum: int):
-        super().__init__(message)
-        self.step, self.signum = step, signum
 
 
 @dataclass
@@ -86,10 +75,6 @@ class TrainResult:
     reused: bool = False  # load-or-train found a finished run
 
 
-# ---------------------------------------------------------------------------- distributed helpers
-def dist_info() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) otherwise."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -145,14 +130,6 @@ class LossModule(nn.Module):
         return self.model.training_loss(context, future, progress)
 
 
-def learning_rate(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to ``cfg.lr``, then cosine decay to 5 % of it."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX, as oneDNN detects it)."""
     try:
@@ -180,246 +157,7 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
 
 
-def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-2, fused: bool = True
-                   ) -> torch.optim.AdamW:
-    """AdamW over ``model``'s parameters, as one fused kernel on a CPU or CUDA device (``fused``): the
-    step-by-step AdamW runs about ten small operators per parameter tensor, 3.2 ms a step for the book's
-    transformer (84 tensors) on a 2-core CPU against 0.5 ms fused. The same update up to rounding; a
-    checkpoint of either kind resumes in the kind it was saved with."""
-    params = list(model.parameters())  # all of them, as before: saved optimizer states line up
-    fused = fused and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
-
-
 # ---------------------------------------------------------------------------------- checkpoints
-def run_identity(model: Predictor, data_cfg: DataConfig, train_cfg: TrainConfig) -> dict:
-    """What a checkpoint must match to be reused: the model, its config, the data and the training."""
-    return {"model": model.name, "model_config": model.config_dict(), "data_config": to_dict(data_cfg),
-            "train_config": to_dict(train_cfg)}
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: written to a temporary file in the same folder, then renamed over ``path``.
-
-    A failed write (a full disk shows up as ``RuntimeError: [enforce fail at inline_container.cc]
-    … unexpected pos`` from torch, or ``OSError: ENOSPC``) leaves the previous file in place and
-    raises :class:`CheckpointWriteError` with one line that says so.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        atomic_write(path, lambda handle: torch.save(state, handle))
-    except (OSError, RuntimeError) as err:
-        full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "unexpected pos" in str(err) \
-            or "file write failed" in str(err)
-        try:
-            free = f", {shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
-        except OSError:
-            free = ""
-        first_line = str(err).splitlines()[0] if str(err) else ""
-        why = f"the disk is full{free}" if full else f"{type(err).__name__}: {first_line}"
-        kept = "the previous checkpoint is kept" if path.exists() else "no previous checkpoint there"
-        fix = f"free some space on {path.parent}" if full else "fix that"
-        raise CheckpointWriteError(f"could not write {path}: {why}; {kept}. {fix.capitalize()} and resume with "
-                                   "the same command") from None
-
-
-def non_finite(state_dict: dict) -> tuple[str, int, int] | None:
-    """The first tensor of ``state_dict`` with NaN or infinite values: (name, how many, of how many); else None."""
-    for name, value in state_dict.items():
-        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()) \
-                and not bool(torch.isfinite(value).all()):
-            return name, int((~torch.isfinite(value)).sum()), value.numel()
-    return None
-
-
-def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="cpu") -> dict:
-    """Load safely (``weights_only=True``); with ``expect``, any config difference is an error.
-
-    Weights with a NaN or an infinity (what a diverged run leaves) are refused with
-    :class:`CheckpointNotFinite`, so such a checkpoint is never evaluated, served or resumed from.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path} is empty (an interrupted copy?): delete it, or train again")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # a truncated, corrupt or foreign file
-        # torch's message may advise retrying with weights_only=False; that would run code from the
-        # file, so it is never passed on.
-        reason = "truncated or corrupt" if isinstance(err, (RuntimeError, EOFError, OSError)) else \
-            "not a checkpoint this package can load safely (weights only)"
-        raise ValueError(f"{path} is {reason} ({type(err).__name__}): delete it, or train again") from None
-    if not isinstance(state, dict) or "model" not in state or "state_dict" not in state:
-        raise ValueError(f"{path} is not a vidpred checkpoint (no model name or weights in it)")
-    if isinstance(state.get("train_config"), dict):  # a field added since it was saved holds its default
-        state["train_config"] = {**to_dict(TrainConfig()), **state["train_config"]}
-    bad = non_finite(state["state_dict"]) if isinstance(state["state_dict"], dict) else None
-    if bad is not None:
-        name, count, total = bad
-        raise CheckpointNotFinite(f"{path}: its weights {name} hold {count} NaN or infinite value(s) of {total} (a "
-                                  "diverged run); refused. Delete it and train again, or copy an earlier checkpoint of "
-                                  "the run (best.pt) over last.pt to resume from there")
-    if expect is not None:
-        differences = [
-            f"{key}.{name}: checkpoint {state[key].get(name)!r} vs asked {value!r}"
-            for key in ("model_config", "data_config", "train_config") if key in expect
-            for name, value in expect[key].items() if state.get(key, {}).get(name) != value
-        ]
-        if state["model"] != expect.get("model", state["model"]):
-            differences.insert(0, f"model: checkpoint {state['model']!r} vs asked {expect['model']!r}")
-        if differences:
-            raise CheckpointMismatch(f"{path} was trained with another config:\n  " + "\n  ".join(differences))
-    return state
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Predictor, dict]:
-    """The trained model in eval mode, and its checkpoint (config, step, timings)."""
-    state = load_checkpoint(path)
-    model = rebuild(state["model"], state["model_config"])
-    model.load_state_dict(state["state_dict"])
-    return model.to(device).eval(), state
-
-
-# ---------------------------------------------------------------- log, lock and signals of a run
-def read_log(path: Path) -> list[dict]:
-    """The records of a ``log.jsonl``.
-
-    A torn final line (what a kill in the middle of a write leaves) is dropped with a warning; an
-    unreadable line anywhere else is an error that names the file and the line.
-    """
-    lines = path.read_text().splitlines()
-    records = []
-    for number, line in enumerate(lines, 1):
-        try:
-            records.append(json.loads(line))
-        except ValueError as err:
-            if number == len(lines):
-                log.warning(f"{path}: ignored its torn last line {number} (an interrupted write)")
-                break
-            raise ValueError(f"{path}, line {number}: not a JSON record ({err}); delete that line, "
-                             "or the run folder to train from scratch") from None
-    return records
-
-
-@contextlib.contextmanager
-def run_lock(out_dir: str | Path):
-    """Hold ``out_dir/.lock`` (an exclusive, non-blocking ``flock``) or raise :class:`RunInUse`.
-
-    The file holds the holder's pid and is removed on release (while still locked, and a taker
-    checks it locked the file that is still there, so a lock is never held twice).
-    """
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): no lock
-        yield
-        return
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / LOCK_NAME
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            if err.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                yield  # a file system without flock: train unlocked
-                return
-            raise RunInUse(f"{out_dir} is in use by another training (pid {holder}); wait for it to end or "
-                           "stop it, or train into another --runs folder") from None
-        try:
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # the holder removed the file after we opened it: take the new one
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        os.close(fd)
-
-
-class _StopRequest:
-    signum: int | None = None
-
-
-_stop_request: ContextVar[_StopRequest | None] = ContextVar("stop_request", default=None)
-
-
-def _stop_requested() -> bool:
-    request = _stop_request.get()
-    return request is not None and request.signum is not None
-
-
-@contextlib.contextmanager
-def stop_on_signals():
-    """SIGINT and SIGTERM set a flag that the training loop reads after each step; a second Ctrl+C raises at once.
-
-    Only in the main thread (elsewhere signals cannot be caught) and not under DDP, where the
-    ranks would stop at different steps.
-    """
-    request = _StopRequest()
-    token = _stop_request.set(request)
-    previous = {}
-
-    def handler(signum, frame):
-        if request.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        request.signum = signum
-
-    try:
-        if threading.current_thread() is threading.main_thread() and dist_info()[2] == 1:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored (nohup, `&`) stays ignored
-                    previous[signum] = signal.signal(signum, handler)
-        yield request
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old if old is not None else signal.SIG_DFL)
-        _stop_request.reset(token)
-
-
-def _ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers leave SIGINT/SIGTERM to the main process, which stops them after its step."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def writable_run_folder(out_dir: str | Path) -> Path:
-    """``out_dir``, created with its missing parents, once a file could be written in it.
-
-    Otherwise :class:`RunFolderNotWritable` in one line that names the folder that refused and what to
-    pass instead, and the folders this call created are removed again (nothing half-made is left).
-    """
-    out_dir = Path(out_dir)
-    missing: list[Path] = []
-    created: list[Path] = []
-    try:
-        missing = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()][::-1]  # outermost first
-        for folder in missing:
-            folder.mkdir()
-            created.append(folder)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        for folder in reversed(created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        refused = missing[len(created)].parent if len(created) < len(missing) else out_dir
-        why = err.strerror or type(err).__name__
-        raise RunFolderNotWritable(f"cannot train into {out_dir}: {refused} is not writable ({why}); pass "
-                                   "--runs <a writable folder> (in Python: another out_dir)") from None
-    return out_dir
-
-
 def _guarded(train):
     """Around :func:`fit`: a writable run folder, its lock, and a stop on SIGINT/SIGTERM after a saved step."""
 
@@ -541,6 +279,7 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
         if main_process:
             save_checkpoint(path, {
                 "version": CHECKPOINT_VERSION, **identity, **provenance, "state_dict": model.state_dict(),
+                "model_config": model.config_dict(),  # inference options included (the identity leaves them out)
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
                 "train_seconds": train_seconds, "best_val_mse": best, "rng": gathered,
                 "torch_version": str(torch.__version__), "device": str(dev),
@@ -614,11 +353,6 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
     if distributed:
         torch.distributed.barrier()
     return TrainResult(out_dir, step, train_seconds, history, best, resumed_from)
-
-
-def run_dir(root: str | Path, model: Predictor, data_cfg: DataConfig, train_cfg: TrainConfig) -> Path:
-    """``root/<model>-<hash of the run identity>``: one folder per distinct config."""
-    return Path(root) / f"{model.name}-{config_hash(run_identity(model, data_cfg, train_cfg))}"
 
 
 def load_or_train(model: Predictor, datasets: dict[str, WindowDataset], cfg: TrainConfig, data_cfg: DataConfig,

@@ -119,7 +119,7 @@ def plot_runs(name: str, full: list[dict], live: list[dict], baselines: dict[str
 
 def plot_retrieval(weights, title: str = "", recurrent: bool = True, ax=None, named: Sequence[str] = ("new",)):
     """Where a "retrieve" read-out points: a heat map of the (n_future, K + len(named)) weights of one
-    window (see :func:`vidpred.models.base.retrieval_weights`), predicted frame down, remembered frame
+    window (see :func:`vidpred.models.retrieval.retrieval_weights`), predicted frame down, remembered frame
     across; the last columns are the named candidates (the new frame; for the transformer with
     ``analogue``, ``("analogue", "new")``)."""
     weights = np.asarray(weights)

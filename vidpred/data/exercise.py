@@ -6,7 +6,8 @@ package holds that list and never the footage: :func:`locate` finds the files in
 (``--data-dir``, or ``$VIDPRED_EXERCISE_DIR``; laid out as ``<owner>+<name>/<path>``, as
 ``../shared/exercise`` is) or downloads them from their public URLs at the pinned commits (or from
 ``$VIDPRED_EXERCISE_URL``, a mirror served over HTTP) into the cache, resuming partial downloads and
-checking each sha256.
+checking each sha256 (:mod:`vidpred.data.exercise_sources` holds that list and the files; its names are
+importable from here too).
 
 :func:`prepare` decodes every video with :func:`vidpred.data.footage.decode_footage` (one frame
 rate, bars cropped, cuts split, frozen frames dropped) into a cache that an interrupted run resumes,
@@ -23,15 +24,10 @@ or frames derived from them into the repository.
 
 from __future__ import annotations
 
-import csv
-import errno
-import http.client
 import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,215 +35,37 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..config import DataConfig, config_hash
-from ..utils import atomic_write, json_text, make_writable_folder, remove_stale_temp_files
+from ..config import CLASSES, EXERCISE_CLASSES, DataConfig, config_hash
+from ..utils import atomic_write, json_text, remove_stale_temp_files
 from . import footage
-from .ucf101 import CROPS, VideoError, load_cached, not_cached_line, sha256_file
+from .exercise_sources import (
+    CHUNK,
+    EXERCISES,
+    LABELS,
+    MIRROR_DIR_ENV,
+    MIRROR_URL_ENV,
+    RAW_URL,
+    SOURCES_FILE,
+    Source,
+    SourceError,
+    download,
+    find_mirror,
+    load_sources,
+    locate,
+)
+from .videos import CROPS, VideoError, load_cached, not_cached_line
 from .windows import Clip
 
-SOURCES_FILE = Path(__file__).with_name("exercise_sources.tsv")
-LABELS = {"push-ups": "PushUps", "pull-ups": "PullUps", "squats": "Squats", "dips": "Dips"}
-EXERCISE_CLASSES: tuple[str, ...] = tuple(LABELS.values())
-RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
-MIRROR_DIR_ENV = "VIDPRED_EXERCISE_DIR"  # a local folder laid out as <owner>+<name>/<path>
-MIRROR_URL_ENV = "VIDPRED_EXERCISE_URL"  # a base URL laid out the same way
+__all__ = ["CHUNK", "EXERCISES", "EXERCISE_CLASSES", "LABELS", "MIRROR_DIR_ENV", "MIRROR_URL_ENV", "PARALLEL_FROM",
+           "RAW_URL", "SAME_SCENE", "SOURCES_FILE", "SPLIT_SHARES", "Clip", "ExerciseReport", "Source", "SourceError",
+           "assign_groups", "download", "find_mirror", "load_sources", "locate", "log", "prepare",
+           "prepare_and_describe", "scene_groups", "selected_classes", "signature"]
+
 SAME_SCENE = 0.90  # two clips are one scene when some 16×16 thumbnails of theirs correlate above this
 SPLIT_SHARES = {"train": 0.70, "val": 0.15, "test": 0.15}
-CHUNK = 1 << 16
 PARALLEL_FROM = 16  # decode in two processes from this many videos on
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Source:
-    """One video of the set: where it is published and what it must hash to."""
-
-    repo: str
-    commit: str
-    path: str
-    sha256: str
-    bytes: int
-    exercise: str
-    form: str = ""
-    also: tuple[str, ...] = ()  # other repo:path places holding the same bytes
-
-    @property
-    def label(self) -> str:
-        return LABELS[self.exercise]
-
-    @property
-    def mirror_path(self) -> str:
-        """The file's place in a mirror: ``<owner>+<name>/<path>``."""
-        return f"{self.repo.replace('/', '+')}/{self.path}"
-
-    @property
-    def name(self) -> str:
-        """A short unique name: ``WorkoutTracker.push-ups.push-up_1``, ``cs231n-pushfit.correct.correct23``."""
-        return f"{self.repo.split('/')[1]}.{Path(self.path).parent.name}.{Path(self.path).stem}"
-
-    def urls(self, base: str | None = None) -> list[str]:
-        if base:
-            return [f"{base.rstrip('/')}/{urllib.request.quote(self.mirror_path)}"]
-        found = [RAW_URL.format(repo=self.repo, commit=self.commit, path=self.path)]
-        for place in self.also:  # the same bytes elsewhere: tried when the first place has moved
-            repo, path = place.split(":", 1)
-            found.append(RAW_URL.format(repo=repo, commit=self.commit if repo == self.repo else "HEAD", path=path))
-        return found
-
-
-def load_sources(path: Path = SOURCES_FILE) -> list[Source]:
-    """Every video of the set, in the file's order."""
-    with open(path, newline="") as handle:
-        rows = csv.DictReader((line for line in handle if not line.startswith("#")), delimiter="\t")
-        return [Source(r["repo"], r["commit"], r["path"], r["sha256"], int(r["bytes"]), r["exercise"], r["form"],
-                       tuple(p for p in r["also"].split(",") if p)) for r in rows]
-
-
-def find_mirror(start: str | os.PathLike | None = None) -> Path | None:
-    """A local mirror of the set: ``$VIDPRED_EXERCISE_DIR``, else ``shared/exercise`` beside the project (or
-    beside any folder above ``start``, the working folder by default) where it has the sources list; else None."""
-    if os.environ.get(MIRROR_DIR_ENV):
-        return Path(os.environ[MIRROR_DIR_ENV])
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder.parent / "shared" / "exercise"
-        if (candidate / "SOURCES.tsv").is_file():
-            return candidate
-    return None
-
-
-# ---------------------------------------------------------------------------------------------- files
-class SourceError(RuntimeError):
-    """A video of the set is missing, changed or cannot be downloaded; the message says which and what to do."""
-
-
-def _check_file(path: Path, source: Source) -> str:
-    """'' when ``path`` holds the source's bytes, else why not."""
-    if not path.is_file():
-        return "missing"
-    size = path.stat().st_size
-    if size != source.bytes:
-        return f"{size} bytes where the source has {source.bytes}"
-    try:
-        digest = sha256_file(path)
-    except VideoError as err:
-        return str(err)
-    return "" if digest == source.sha256 else f"sha256 {digest[:12]}… where the source has {source.sha256[:12]}…"
-
-
-def download(source: Source, target: Path, base_url: str | None = None, bar=None, timeout: float = 30.0) -> Path:
-    """Fetch ``source`` to ``target``, resuming ``target.part``; checked against its size and sha256.
-
-    A file that does not match is deleted (never kept as the source) and :class:`SourceError` says
-    which file, from which URL, and what to do.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    errors = []
-    for url in source.urls(base_url):
-        have = part.stat().st_size if part.exists() else 0
-        if have > source.bytes:
-            part.unlink()
-            have = 0
-        request = urllib.request.Request(url, headers={"User-Agent": "vidpred", **({"Range": f"bytes={have}-"} if have else {})})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                if have and response.status != 206:  # the server ignored the range: start again
-                    have = 0
-                with open(part, "ab" if have else "wb") as out:
-                    if bar is not None and have:
-                        bar.update(have)
-                    while block := response.read(CHUNK):
-                        out.write(block)
-                        if bar is not None:
-                            bar.update(len(block))
-        except urllib.error.HTTPError as err:
-            if err.code == 416 and part.exists() and part.stat().st_size == source.bytes:
-                pass  # already complete
-            else:
-                errors.append(f"{url}: HTTP {err.code} {err.reason}")
-                continue
-        except (OSError, http.client.HTTPException) as err:  # URLError is an OSError; a cut link, IncompleteRead
-            if getattr(err, "errno", None) == errno.ENOSPC:
-                raise SourceError(f"{part}: the disk is full while downloading {url}; free space there and run "
-                                  "the same command again (the download resumes)") from None
-            got = part.stat().st_size if part.exists() else 0
-            reason = getattr(err, "reason", None) or type(err).__name__
-            errors.append(f"{url}: the transfer stopped at {got} of {source.bytes} bytes ({reason})" if got
-                          else f"{url}: {reason}")
-            continue  # what arrived is kept in the .part file: the next run resumes from there
-        why = _check_file(part, source)
-        if why.startswith(f"{part.stat().st_size} bytes") and part.stat().st_size < source.bytes:
-            errors.append(f"{url}: the transfer stopped at {part.stat().st_size} of {source.bytes} bytes")
-            continue  # kept: the next run resumes from there
-        if why:
-            part.unlink(missing_ok=True)
-            raise SourceError(f"{source.mirror_path}: the file at {url} is not the pinned one ({why}); the source has "
-                              "changed: pass --data-dir to a mirror holding the pinned file (see exercise_sources.tsv)")
-        os.replace(part, target)
-        return target
-    moved = any("HTTP 404" in e or "HTTP 410" in e for e in errors)
-    what = "has moved or is gone" if moved else "could not be downloaded"
-    raise SourceError(f"{source.mirror_path} {what} ({errors[-1]}); run the same command again to resume, or get "
-                      f"the file from {source.repo} at commit {source.commit[:10]} into a mirror folder and pass "
-                      "--data-dir <mirror> (or set VIDPRED_EXERCISE_URL to a mirror's address)")
-
-
-def locate(cfg: DataConfig, sources: list[Source], progress: bool = False) -> tuple[dict[Source, Path], list[str]]:
-    """The local file of every source, and what was downloaded.
-
-    From ``cfg.data_dir`` (or ``$VIDPRED_EXERCISE_DIR``) when set: every file must be there with its
-    pinned sha256. Otherwise from ``cfg.cache_dir``/exercise-videos, downloading what is missing.
-    """
-    mirror = cfg.data_dir or os.environ.get(MIRROR_DIR_ENV)
-    if mirror:
-        root = Path(mirror)
-        if not root.is_dir():
-            raise FileNotFoundError(f"the exercise mirror {root} does not exist; pass --data-dir <folder laid out as "
-                                    "<owner>+<name>/<path>>, or leave it out to download the videos")
-        files, bad = {}, []
-        for source in sources:
-            path = root / source.mirror_path
-            why = _check_file(path, source)
-            if why:
-                bad.append(f"{path}: {why}")
-            files[source] = path
-        if bad:
-            raise SourceError(f"{bad[0]}{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}; the mirror must hold "
-                              "the pinned files (exercise_sources.tsv has their sha256): copy them again, or leave out "
-                              "--data-dir to download them")
-        return files, []
-    folder = Path(cfg.cache_dir) / "exercise-videos"
-    base = os.environ.get(MIRROR_URL_ENV)
-    files, fetched = {}, []
-    todo = []
-    for source in sources:
-        path = folder / source.mirror_path
-        files[source] = path
-        if not (path.is_file() and path.stat().st_size == source.bytes):
-            todo.append(source)
-    if todo:
-        try:
-            make_writable_folder(folder)
-        except OSError as err:  # a read-only data/: one line before the first download, not a traceback
-            raise SourceError(f"cannot download {len(todo)} video(s) of the real exercise set into {folder} "
-                              f"({err.strerror or err}); pass --data-dir <a mirror of the set> (or set "
-                              f"{MIRROR_DIR_ENV}), or run vidpred from a folder where {cfg.cache_dir} can be "
-                              "written") from None
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=sum(s.bytes for s in todo), unit="B", unit_scale=True, desc=f"download {len(todo)} videos")
-    try:
-        for source in todo:
-            download(source, files[source], base, bar)
-            fetched.append(source.mirror_path)
-    finally:
-        if bar is not None:
-            bar.close()
-    return files, fetched
-
 
 # --------------------------------------------------------------------------------------------- decode
 def _decode(args: tuple[str, int, str, int]) -> footage.Footage | str:
@@ -341,8 +159,6 @@ class ExerciseReport:
 def selected_classes(cfg: DataConfig) -> tuple[str, ...]:
     """The exercises asked for: ``cfg.classes`` where they name the set's classes, else all of them
     (the UCF101 default of five classes means 'the default' here too)."""
-    from ..config import CLASSES
-
     if tuple(cfg.classes) == CLASSES:
         return EXERCISE_CLASSES
     unknown = [c for c in cfg.classes if c not in EXERCISE_CLASSES]
@@ -489,7 +305,6 @@ class _Serial:
     @staticmethod
     def map(function, items):
         return map(function, items)
-
 
 
 def prepare_and_describe(cfg: DataConfig, progress: bool = False) -> tuple[ExerciseReport, list[str]]:

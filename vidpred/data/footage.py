@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .ucf101 import VideoError, open_regular, square_crop
+from .videos import VideoError, open_regular, square_crop
 
 TARGET_FPS = 25.0  # every real video is resampled to this rate (UCF101's)
 WORK_SIDE = 128  # frames are kept at this short side between decoding and the final resize

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .base import Predictor, analogue_distances, pairwise_distances
+from .analogue import analogue_distances, pairwise_distances
+from .base import Predictor
 
 
 @dataclass
@@ -107,7 +108,7 @@ class Analogue(Predictor):
     ``window`` frames (*forward*: this happened before, so the same will follow), or the ``window``
     frames after it, read backwards, do (*mirror*: the same movement played backwards, so what came
     before it comes next; every repetition of an exercise turns back on itself). Distances are mean
-    squared pixel differences; see :func:`vidpred.models.base.analogue_distances`. No parameters are
+    squared pixel differences; see :func:`vidpred.models.analogue.analogue_distances`. No parameters are
     learned: ``window`` and ``temperature`` were chosen on the validation split of the book profile.
     """
 

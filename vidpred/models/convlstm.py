@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import RecurrentPredictor, autocast_weights
+from .base import autocast_weights
+from .recurrent import RecurrentPredictor
 
 
 @dataclass
@@ -25,8 +26,9 @@ class ConvLSTMConfig:
     forget_bias: float = 1.0  # start by remembering
     sampling_stop: float = 0.3  # scheduled sampling reaches free-running at this progress
     context_loss_weight: float = 1.0  # weight of next-frame errors inside the context vs the future
-    output: str = "retrieve"  # "retrieve" (mix of past frames and a new one) | "gated"; see base.py
-    analogue_window: int = 8  # "retrieve": inputs the analogue pointer compares (0: no pointer); base.py
+    output: str = "retrieve"  # "retrieve" (mix of past frames and a new one) | "gated"; retrieval.py
+    analogue_window: int = 8  # "retrieve": inputs the analogue pointer compares (0: no pointer); retrieval.py
+    hold_still: float = 0.0  # eval only: copy the last frame where the context is still (stillness.py; 0: off)
     n_context: int = 30
     n_future: int = 15
 

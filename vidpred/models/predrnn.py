@@ -6,7 +6,7 @@ then from the top layer to the bottom layer of the next step. V2 adds two option
 
 * memory decoupling: a loss that pushes the increments of C and M (after a shared 1×1 adapter)
   towards orthogonality, so the two memories learn different things;
-* reverse scheduled sampling (see :func:`vidpred.models.base.truth_masks`).
+* reverse scheduled sampling (see :func:`vidpred.models.sampling.truth_masks`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import RecurrentPredictor, autocast_weights
+from .base import autocast_weights
+from .recurrent import RecurrentPredictor
 
 
 @dataclass
@@ -28,8 +29,9 @@ class PredRNNConfig:
     forget_bias: float = 1.0
     sampling_stop: float = 0.3
     context_loss_weight: float = 1.0  # weight of next-frame errors inside the context vs the future
-    output: str = "retrieve"  # "retrieve" (mix of past frames and a new one) | "gated"; see base.py
-    analogue_window: int = 8  # "retrieve": inputs the analogue pointer compares (0: no pointer); base.py
+    output: str = "retrieve"  # "retrieve" (mix of past frames and a new one) | "gated"; retrieval.py
+    analogue_window: int = 8  # "retrieve": inputs the analogue pointer compares (0: no pointer); retrieval.py
+    hold_still: float = 0.0  # eval only: copy the last frame where the context is still (stillness.py; 0: off)
     decouple_beta: float = 0.0  # weight of the V2 decoupling loss (0 = PredRNN v1)
     reverse_scheduled_sampling: bool = False  # V2's sampling schedule
     n_context: int = 30

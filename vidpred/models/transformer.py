@@ -9,18 +9,10 @@ sees ground truth after the context, and the k-th prediction does not depend on 
 were asked for. Non-autoregressive decoding avoids the train/test mismatch of feeding back
 predictions and trains in one parallel pass, which matters on a CPU.
 
-Output (``output``): by default "retrieve": every patch of a future frame is a softmax mixture of the
-same patch in the 30 context frames and one newly drawn patch, scored by a learned prior plus a
-content pointer (the future token's query against each context token's key); exercise is periodic,
-so the future pose is usually already in the context. With ``fallback`` (default) each horizon t
-then mixes in, with a learned gate g_t, a learned blend a_t·last + (1 − a_t)·mean: the retrieval
-alone leaves the last frame too early (at the first two horizons it did worse than the blend
-baseline), and the gate lets the model keep the baseline where retrieval does not pay. With
-``analogue`` (default) the analogue baseline's prediction of each future frame (see
-:class:`vidpred.models.baselines.Analogue`) is one more candidate the read-out can point at, patch by
-patch: the model learns where to trust the method of analogues and where its own retrieval. "mix"
-(per-pixel weights over last frame, context mean and a new frame), "residual" (``last + Δ``),
-"direct" and "gated" (``g·last + (1 − g)·new``) are there to compare; chapter 6 measures them.
+The read-out (``output``, in :mod:`vidpred.models.token_readout`) turns the final tokens of the future
+frames into pixels: by default it points at the context frames patch by patch (exercise is periodic, so
+the future pose is usually already there); "direct" draws every pixel from the head, as the plain model
+does.
 """
 
 from __future__ import annotations
@@ -32,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Predictor, full_precision, init_retrieval_bias
+from .base import Predictor, full_precision
+from .stillness import hold_still
+from .token_readout import OUT_CHANNELS, TokenReadout
 
 
 @dataclass
@@ -46,12 +40,11 @@ class TransformerConfig:
     output: str = "retrieve"  # "retrieve" | "mix" | "gated" | "direct" | "residual"
     fallback: bool = True  # "retrieve": a learned per-horizon mix with last frame and context mean
     analogue: bool = True  # "retrieve": the analogue baseline's frame is one more candidate to point at
+    hold_still: float = 0.0  # eval only: copy the last frame where the context is still (stillness.py; 0: off)
     image_size: int = 64
     n_context: int = 30
     n_future: int = 15
 
-
-OUT_CHANNELS = {"mix": 4, "gated": 2, "direct": 1, "residual": 1, "retrieve": 1}  # head outputs per pixel
 
 
 @functools.lru_cache(maxsize=8)
@@ -120,7 +113,7 @@ class FactorizedBlock(nn.Module):
         return tokens.view(batch, time, n, dim)
 
 
-class TransformerPredictor(Predictor):
+class TransformerPredictor(TokenReadout, Predictor):
     name = "transformer"
     Config = TransformerConfig
 
@@ -149,33 +142,7 @@ class TransformerPredictor(Predictor):
             FactorizedBlock(config.dim, config.heads, config.mlp_ratio, config.dropout) for _ in range(config.depth)
         )
         self.norm = nn.LayerNorm(config.dim)
-        # "retrieve" adds, per patch, a score for each context frame and one for the new frame.
-        extra = config.n_context + 1 + config.analogue if config.output == "retrieve" else 0
-        self.head = nn.Linear(config.dim, OUT_CHANNELS[config.output] * p * p + extra)
-        if config.output == "retrieve":
-            init_retrieval_bias(self.head.bias)
-            if config.analogue:  # start by trusting the analogue baseline (see vidpred.models.baselines)
-                with torch.no_grad():
-                    self.head.bias[0] = 0.0
-                    self.head.bias[config.n_context] = 4.0
-            # A pointer: each future patch scores every context frame at its place by the match of
-            # its query with their keys (near zero at the start: training starts from the head's prior).
-            self.query = nn.Linear(config.dim, config.dim, bias=False)
-            self.key = nn.Linear(config.dim, config.dim, bias=False)
-            nn.init.normal_(self.query.weight, std=0.01)
-            if config.fallback:
-                # A learned per-horizon fallback: g_t·(a_t·last + (1 − a_t)·mean) + (1 − g_t)·retrieved.
-                # a_t starts falling from 0.9 to 0.1 over the horizons (the shape of the blend's
-                # least-squares weights), g_t at 0.12; both are learned from the training loss.
-                self.fallback_gate = nn.Parameter(torch.full((config.n_future,), -2.0))
-                self.fallback_alpha = nn.Parameter(torch.linspace(2.2, -2.2, config.n_future))
-        if config.output == "retrieve" and config.analogue:
-            from .baselines import Analogue, AnalogueConfig
-
-            self.analogue_baseline = Analogue(AnalogueConfig(n_context=config.n_context, n_future=config.n_future))
-        if config.output == "residual":
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        self.make_head(config)  # the read-out: token_readout.py
 
     def to_patches(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 1, H, W) -> (B, T, N, p²)."""
@@ -191,25 +158,6 @@ class TransformerPredictor(Predictor):
         x = patches.reshape(b, t, side, side, channels, p, p).permute(0, 1, 4, 2, 5, 3, 6)
         return x.reshape(b, t, channels, side * p, side * p)
 
-    def retrieve_frames(self, head: torch.Tensor, patches: torch.Tensor,
-                        analogue: torch.Tensor | None = None) -> torch.Tensor:
-        """Each future frame as per-patch softmax weights over the context frames (newest first), the
-        analogue baseline's frame when given, and a newly drawn frame (see
-        :func:`vidpred.models.base.retrieve`). ``head`` is (B, n_future, N, n_context + 1 + p²), one
-        more score with ``analogue`` (B, n_future, N, p²); ``patches`` is the context in patches,
-        (B, n_context, N, p²)."""
-        n_memory = patches.shape[1]
-        n_scores = n_memory + 1 + (analogue is not None)
-        weights = torch.softmax(head[..., :n_scores], -1)  # (B, n_future, N, n_scores)
-        if getattr(self, "record", None) is not None:  # see vidpred.models.base.retrieval_weights
-            self.record.append(weights.mean(2))
-        memory = patches.flip(1)  # newest first
-        out = torch.einsum("bfnk,bknp->bfnp", weights[..., :n_memory], memory)  # (B, n_future, N, p²)
-        if analogue is not None:
-            out = out + weights[..., n_memory : n_memory + 1] * analogue
-        out = out + weights[..., -1:] * head[..., n_scores:]
-        return self.from_patches(out, 1)  # (B, n_future, 1, H, W)
-
     def forward(self, context: torch.Tensor, n_future: int = 15) -> torch.Tensor:
         cfg = self.config
         n_context = context.shape[1]
@@ -223,36 +171,5 @@ class TransformerPredictor(Predictor):
         for block in self.blocks:
             tokens = block(tokens)
         with full_precision(tokens):  # the read-out forms the pixels: float32 under autocast too
-            return self.read(context, self.norm(tokens).float(), patches, n_future)
-
-    def read(self, context: torch.Tensor, tokens: torch.Tensor, patches: torch.Tensor, n_future: int) -> torch.Tensor:
-        """The future frames (B, n_future, 1, H, W) from the final tokens (B, n_context + n_future, N, D)."""
-        cfg, n_context = self.config, context.shape[1]
-        head = self.head(tokens[:, n_context:])  # (B, n_future, N, channels)
-        if cfg.output == "retrieve":
-            query, key = self.query(tokens[:, n_context:]), self.key(tokens[:, :n_context].flip(1))  # newest first
-            match = torch.einsum("bfnd,bknd->bfnk", query, key) / cfg.dim**0.5  # (B, n_future, N, n_context)
-            head = torch.cat([head[..., :n_context] + match, head[..., n_context:]], -1)
-            analogue = None
-            if cfg.analogue:  # float32 under autocast too: it is a baseline, and bf16 makes it slower
-                with torch.no_grad(), full_precision(context):
-                    analogue = self.to_patches(self.analogue_baseline(context.float(), n_future))
-            out = self.retrieve_frames(head, patches, analogue)
-            if cfg.fallback:
-                gate = torch.sigmoid(self.fallback_gate[:n_future]).view(1, -1, 1, 1, 1)
-                alpha = torch.sigmoid(self.fallback_alpha[:n_future]).view(1, -1, 1, 1, 1)
-                blend = alpha * context[:, -1:] + (1 - alpha) * context.mean(1, keepdim=True)
-                out = gate * blend + (1 - gate) * out
-            return out.clamp(0, 1) if not self.training else out
-        out = self.from_patches(head, OUT_CHANNELS[cfg.output])
-        last = context[:, -1:]  # (B, 1, 1, H, W)
-        if cfg.output == "mix":  # per-pixel softmax weights over [last frame, context mean, new frame]
-            weights = torch.softmax(out[:, :, :3], dim=2)  # (B, n_future, 3, H, W)
-            frame = out[:, :, 3:]
-            out = weights[:, :, :1] * last + weights[:, :, 1:2] * context.mean(1, keepdim=True) + weights[:, :, 2:] * frame
-        elif cfg.output == "gated":
-            gate, frame = out[:, :, :1], out[:, :, 1:]
-            out = torch.sigmoid(gate) * last + (1 - torch.sigmoid(gate)) * frame
-        elif cfg.output == "residual":
-            out = last + out
-        return out.clamp(0, 1) if not self.training else out  # (B, n_future, 1, H, W)
+            out = self.read(context, self.norm(tokens).float(), patches, n_future)
+        return out if self.training else hold_still(out, context, cfg.hold_still)  # (B, n_future, 1, H, W)

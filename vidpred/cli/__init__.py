@@ -1,4 +1,8 @@
-"""``vidpred prepare | train | evaluate | generate | app | bench``."""
+"""``vidpred prepare | train | evaluate | generate | app | bench``: the commands, and :func:`main`.
+
+Each ``cmd_*`` function runs one subcommand; the parser that picks it (options, value checks, help)
+is built in :mod:`vidpred.cli.parser`, whose names are importable from here too.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,26 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .config import CLASSES, PROFILES, Profile, get_profile
-from .utils import json_text, write_files
+from ..config import CLASSES, Profile, get_profile
+from ..utils import json_text, write_files
+from .parser import (
+    MODEL_BENCHES,
+    Parser,
+    clips_folder,
+    data_folder,
+    device_name,
+    learned_models,
+    make_parser,
+    port_number,
+    positive_float,
+    positive_int,
+    trainable_model,
+)
+
+__all__ = ["MODEL_BENCHES", "Parser", "build_parser", "check_port_free", "check_runs_writable", "clips_folder",
+           "cmd_app", "cmd_bench", "cmd_evaluate", "cmd_generate", "cmd_prepare", "cmd_train", "data_folder",
+           "device_name", "evaluate_folder", "learned_models", "main", "make_parser", "port_number", "positive_float",
+           "positive_int", "runs_root", "trainable_model", "writable_folder"]
 
 
 def _profile(args) -> Profile:
@@ -34,11 +56,11 @@ def _profile(args) -> Profile:
         if data.source == "exercise":
             raise ValueError("--download fetches UCF101 from Kaggle; the real exercise set downloads itself: "
                              "vidpred prepare --data exercise")
-        from .data.ucf101 import download_kaggle
+        from ..data.ucf101 import download_kaggle
 
         data = dataclasses.replace(data, source="ucf101", data_dir=str(download_kaggle()))
     if data.source == "exercise":
-        from .data.exercise import selected_classes
+        from ..data.exercise import selected_classes
 
         data = dataclasses.replace(data, classes=selected_classes(data))
     if data.source == "synthetic" and set(data.classes) - set(CLASSES):
@@ -55,13 +77,13 @@ def runs_root(args, profile: Profile) -> Path:
 def cmd_prepare(args) -> int:
     from collections import Counter
 
-    from .data import WindowDataset, load_splits
+    from ..data import WindowDataset, load_splits
 
     profile = _profile(args)
     cfg = profile.data
     skipped: dict[str, str] = {}
     if cfg.source == "ucf101":
-        from .data.ucf101 import few, not_cached_line, prepare
+        from ..data.ucf101 import few, not_cached_line, prepare
 
         report = prepare(cfg, progress=True)
         splits, skipped = report.clips, report.skipped
@@ -73,7 +95,7 @@ def cmd_prepare(args) -> int:
         if report.not_cached:
             print(not_cached_line(report.not_cached, cfg.cache_dir))
     elif cfg.source == "exercise":
-        from .data.exercise import prepare_and_describe
+        from ..data.exercise import prepare_and_describe
 
         report, lines = prepare_and_describe(cfg, progress=True)
         splits, skipped = report.clips, report.skipped
@@ -110,9 +132,9 @@ def cmd_prepare(args) -> int:
 def cmd_train(args) -> int:
     import torch
 
-    from .data import windows
-    from .models import LEARNED, build
-    from .train import fit, run_dir
+    from ..data import windows
+    from ..models import LEARNED, build
+    from ..train import fit, run_dir
 
     profile = _profile(args)
     names = LEARNED if args.model == "all" else [args.model]
@@ -148,8 +170,8 @@ def cmd_train(args) -> int:
 
 def _runs_and_data(args, profile: Profile):
     """The data of the profile by split, its identity, and the runs trained on it (trained or shipped)."""
-    from .data import windows
-    from .runs import data_identity, runs_for
+    from ..data import windows
+    from ..runs import data_identity, runs_for
 
     datasets = windows(profile.data)
     data = data_identity(profile.data, datasets["train"].clips)
@@ -160,7 +182,7 @@ def _runs_and_data(args, profile: Profile):
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_all, format_table
+    from ..evaluate import evaluate_all, format_table
 
     if args.out:
         writable_folder(args.out, "--out")  # before the long work, not after it
@@ -185,7 +207,7 @@ def cmd_evaluate(args) -> int:
 
 def evaluate_folder(args, profile: Profile, root: Path) -> int:
     """`vidpred evaluate --clips DIR`: every model and baseline on any folder of videos, per clip and pooled."""
-    from .evaluate import baseline_models, evaluate_clips, format_clips_table, read_clips_folder
+    from ..evaluate import baseline_models, evaluate_clips, format_clips_table, read_clips_folder
 
     clips, skipped = read_clips_folder(args.clips, profile.data, progress=True)  # a bad folder fails before the rest
     datasets, data, found = _runs_and_data(args, profile)
@@ -206,9 +228,9 @@ def evaluate_folder(args, profile: Profile, root: Path) -> int:
 def cmd_generate(args) -> int:
     import torch
 
-    from .data.windows import fixed_batch
-    from .evaluate import baseline_models
-    from .video import comparison_grid, to_uint8, write_video
+    from ..data.windows import fixed_batch
+    from ..evaluate import baseline_models
+    from ..video import comparison_grid, to_uint8, write_video
 
     if args.out:
         writable_folder(args.out, "--out")  # before the long work, not after it
@@ -234,11 +256,11 @@ def cmd_generate(args) -> int:
 
 
 def cmd_app(args) -> int:
-    from .app import launch
+    from ..app import launch
 
     check_port_free(args.port)  # before loading the models, and in one line rather than Gradio's traceback
     if args.profile is None:  # $VIDPRED_PROFILE, else the real-trained checkpoints where they ship, else book
-        from .app import default_profile
+        from ..app import default_profile
 
         args.profile = default_profile()
     profile = _profile(args)
@@ -255,7 +277,7 @@ def cmd_app(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from . import bench
+    from .. import bench
 
     options = {"clients": args.clients, "requests": args.requests, "checkpoints": args.checkpoints} if args.what == "app" else {}
     if args.models is not None:
@@ -269,109 +291,6 @@ def cmd_bench(args) -> int:
     write_files({out: lambda handle: handle.write(text.encode())}, instead="a path", python=None)
     print(f"wrote {out}")
     return 0
-
-
-class Parser(argparse.ArgumentParser):
-    """Usage errors in one line that names the flag, the value and the fix (no usage dump)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give 1 or more") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; give 1 or more")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a number above 0") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not allowed; give a number above 0")
-    return value
-
-
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; give one from 1 to 65535, e.g. --port 7860")
-    return value
-
-
-def data_folder(text: str) -> str:
-    if Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; give the UCF101 folder (original or Kaggle "
-                                         "layout) that holds the videos")
-    return text
-
-
-def clips_folder(text: str) -> str:
-    if Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; put the video in a folder and pass that")
-    return text
-
-
-def device_name(text: str) -> str:
-    import re
-
-    if text in ("auto", "cpu"):
-        return text
-    if text == "mps" or re.fullmatch(r"cuda(:\d+)?", text):
-        import torch
-
-        if text == "mps" and not torch.backends.mps.is_available():
-            raise argparse.ArgumentTypeError("mps: Apple's GPU is not available on this machine; use --device cpu")
-        if text.startswith("cuda") and not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available on this machine (torch "
-                                             f"{torch.__version__}); use --device cpu")
-        if text.startswith("cuda:") and int(text[5:]) >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} GPU(s); "
-                                             f"use --device cuda:0 to cuda:{torch.cuda.device_count() - 1}")
-        return text
-    raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
-
-
-MODEL_BENCHES = ("models", "curves", "quality", "compile")  # the benchmarks that take --models
-
-
-def learned_models(text: str) -> tuple[str, ...]:
-    """``--models convlstm,transformer``: learned models by name, comma-separated (each once, in that order)."""
-    from .models import BASELINES, LEARNED
-
-    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
-    for name in names:
-        if name in BASELINES:
-            raise argparse.ArgumentTypeError(f"{name} is a baseline (bench models times it anyway); "
-                                             f"give learned models: {', '.join(LEARNED)}")
-        if name not in LEARNED:
-            raise argparse.ArgumentTypeError(f"{name!r} is not a model; give some of {', '.join(LEARNED)}, "
-                                             "comma-separated")
-    if not names:
-        raise argparse.ArgumentTypeError(f"no model named; give some of {', '.join(LEARNED)}, comma-separated")
-    return names
-
-
-def trainable_model(text: str) -> str:
-    if text == "all":
-        return text
-    from .models import BASELINES, LEARNED
-
-    if text in LEARNED:
-        return text
-    if text in BASELINES:
-        raise argparse.ArgumentTypeError(f"{text} is a baseline and needs no training (evaluate and the app run it "
-                                         f"as it is); train one of {', '.join(LEARNED)} or all")
-    raise argparse.ArgumentTypeError(f"{text!r} is not a model; train one of {', '.join(LEARNED)} or all")
 
 
 def writable_folder(folder: str | Path, flag: str) -> Path:
@@ -394,7 +313,7 @@ def check_runs_writable(out_dir: Path) -> None:
     """A run could be written in ``out_dir``; else fit's own one line (RunFolderNotWritable) naming the folder that
     refused and saying to pass --runs <a writable folder>. Folders made for the check are removed again: fit
     makes them when it writes."""
-    from .train import writable_run_folder
+    from ..train import writable_run_folder
 
     missing = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # innermost first
     writable_run_folder(out_dir)
@@ -425,77 +344,9 @@ def check_port_free(port: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="vidpred", description="Video frame prediction: 30 frames in, 15 out.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p, data: bool = True, runs: bool = True):
-        p.add_argument("--profile", choices=PROFILES, default=None, help="default: $VIDPRED_PROFILE or book")
-        if data:
-            p.add_argument("--data", choices=("synthetic", "exercise", "ucf101"),
-                           help="dataset (default: the profile's); exercise: the real exercise videos")
-            p.add_argument("--data-dir", type=data_folder,
-                           help="UCF101 folder, original or Kaggle layout (implies --data ucf101); with --data "
-                                "exercise or --profile real, a local mirror of the real exercise videos (default: download them)")
-            p.add_argument("--download", action="store_true", help="download UCF101 from Kaggle with kagglehub")
-            p.add_argument("--frame-step", type=positive_int, help="keep every k-th frame")
-            p.add_argument("--split", choices=("group", "kaggle"), help="group: no actor in two splits (default)")
-            p.add_argument("--classes", help="UCF101 classes, comma-separated (default: the five exercises)")
-            p.add_argument("--crop", choices=("center", "none"),
-                           help="center: the centred square of each frame (default); none: squash it")
-        if runs:
-            p.add_argument("--runs", help="folder of runs (default runs/<profile>)")
-            p.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda[:N] | mps")
-            p.add_argument("--allow-mixed", action="store_true",
-                           help="use checkpoints trained on other data than the data asked for")
-
-    p = sub.add_parser("prepare", help="find, decode and cache the data; print a summary")
-    common(p, runs=False)
-    p.set_defaults(func=cmd_prepare)
-    p = sub.add_parser("train", help="train a model (or all) in a profile; resumes by default",
-                       description="Ctrl+C (SIGINT) or SIGTERM finishes the current step, saves last.pt and exits "
-                                   "with 130 or 143; the same command resumes. One training per run folder.")
-    common(p)
-    p.add_argument("--model", type=trainable_model, default="all", help="convlstm | predrnn | transformer | all")
-    p.add_argument("--steps", type=positive_int, help="override the profile's step count")
-    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--no-amp", action="store_true")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
-    p.set_defaults(func=cmd_train)
-    p = sub.add_parser("evaluate", help="evaluate every trained model and the baselines on the test split")
-    common(p)
-    p.add_argument("--out", help="where results.json/csv (clips.json/csv with --clips) go (default: the runs folder)")
-    p.add_argument("--clips", type=clips_folder, help="evaluate on any folder of videos instead of the test split: "
-                   "per clip and pooled, every baseline (the blend fitted on the data's training split)")
-    p.set_defaults(func=cmd_evaluate)
-    p = sub.add_parser("generate", help="side-by-side videos of test clips")
-    common(p)
-    p.add_argument("--clips", type=positive_int, default=4)
-    p.add_argument("--format", default="mp4,gif")
-    p.add_argument("--fps", type=positive_float, default=6.0)
-    p.add_argument("--out")
-    p.set_defaults(func=cmd_generate)
-    p = sub.add_parser("app", help="the Gradio comparison app on 127.0.0.1",
-                       description="Without data options the app loads every checkpoint under --checkpoints (else "
-                                   "the shipped ones) and shows what each was trained on. With --data-dir/--classes "
-                                   "it loads only those trained on that data, and offers its test clips as samples.")
-    common(p, runs=False)
-    p.add_argument("--allow-mixed", action="store_true",
-                   help="with data options: also load checkpoints trained on other data")
-    p.add_argument("--checkpoints", help="runs folder (default runs/<profile>)")
-    p.add_argument("--port", type=port_number, default=7860)
-    p.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
-    p.set_defaults(func=cmd_app)
-    p = sub.add_parser("bench", help="benchmarks; write JSON")
-    p.add_argument("what", choices=("data", "models", "train", "quality", "analogue", "curves", "compile", "app"))
-    p.add_argument("--profile", choices=PROFILES, default=None)
-    p.add_argument("--out", help="JSON path (default bench/<what>.json)")
-    p.add_argument("--clients", type=positive_int, default=20, help="app: concurrent gradio_client callers")
-    p.add_argument("--requests", type=positive_int, default=3, help="app: predictions per caller")
-    p.add_argument("--checkpoints", help="app: runs folder (default runs/<profile>)")
-    p.add_argument("--models", type=learned_models, default=None,
-                   help="models, curves, quality, compile: only these learned models, comma-separated (default: all)")
-    p.set_defaults(func=cmd_bench)
-    return parser
+    """The ``vidpred`` parser, each subcommand bound to its ``cmd_*`` function."""
+    return make_parser({"prepare": cmd_prepare, "train": cmd_train, "evaluate": cmd_evaluate,
+                        "generate": cmd_generate, "app": cmd_app, "bench": cmd_bench})
 
 
 def main(argv=None) -> int:
@@ -511,7 +362,3 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as err:  # train stops cleanly on SIGINT/SIGTERM and says where (TrainingStopped)
         print(f"vidpred {args.command}: {str(err) or 'interrupted'}", file=sys.stderr)
         return 128 + getattr(err, "signum", 2)  # 130 for SIGINT (Ctrl+C), 143 for SIGTERM, as shells report
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The hold-still read-out: exact copies where the context is still, the model's frame where it moved, nothing in
+training, and no effect on what a run is."""
+
+from __future__ import annotations
+
+import torch
+
+from vidpred.checkpoints import run_dir, run_identity
+from vidpred.config import get_profile
+from vidpred.models import build
+from vidpred.models.stillness import STILL_WINDOW, hold_still, stillness
+
+
+def a_context(batch: int = 2, size: int = 32) -> torch.Tensor:
+    """A still scene (random pixels, the same in every frame) with one 4×4 square that flickers by 0.5."""
+    torch.manual_seed(0)
+    context = torch.rand(batch, 1, 1, size, size).repeat(1, 30, 1, 1, 1)
+    context[:, 1::2, :, 4:8, 4:8] += 0.5
+    return context.clamp(0, 1)
+
+
+def test_still_pixels_are_the_last_frame_exactly_and_moving_ones_the_models():
+    context = a_context()
+    prediction = torch.rand(2, 15, 1, 32, 32)
+    held = hold_still(prediction, context, 0.3)
+    reach = STILL_WINDOW // 2  # pixels this close to the flicker count as moving
+    far = torch.ones(32, 32, dtype=torch.bool)
+    far[4 - reach: 8 + reach, 4 - reach: 8 + reach] = False
+    last = context[:, -1:].expand_as(prediction)
+    assert torch.equal(held[..., far], last[..., far])
+    assert torch.equal(held[..., 4:8, 4:8], prediction[..., 4:8, 4:8])  # moved by more than the threshold
+    assert stillness(context, 0.3).shape == (2, 1, 1, 32, 32)
+
+
+def test_threshold_zero_changes_nothing_and_a_change_below_it_is_held_in_part():
+    context, prediction = a_context(), torch.rand(2, 15, 1, 32, 32)
+    assert torch.equal(hold_still(prediction, context, 0.0), prediction)
+    weight = stillness(context, 1.0)  # the flicker (0.5, or less where clipped at 1) is below 1: held in part
+    assert 0 < float(weight[..., 5, 5].min()) and float(weight[..., 5, 5].max()) <= 0.5 + 1e-6
+
+
+def test_models_hold_still_in_eval_only():
+    context = a_context(size=64)
+    for name in ("convlstm", "transformer"):
+        torch.manual_seed(0)
+        plain = build(name, **get_profile("smoke").model_config(name))
+        torch.manual_seed(0)
+        held = build(name, **get_profile("smoke").model_config(name), hold_still=0.3)
+        with torch.no_grad():
+            plain_eval, held_eval = plain.eval()(context, 15), held.eval()(context, 15)
+            plain_train, held_train = plain.train()(context, 15), held.train()(context, 15)
+        assert torch.equal(plain_train, held_train)  # training never sees it
+        assert torch.allclose(held_eval, hold_still(plain_eval, context, 0.3))
+        assert not torch.equal(held_eval, plain_eval)
+
+
+def test_hold_still_is_not_part_of_what_a_run_is(tmp_path):
+    prof = get_profile("smoke")
+    plain = build("convlstm", **prof.model_config("convlstm"))
+    held = build("convlstm", **prof.model_config("convlstm"), hold_still=0.3)
+    cfg = prof.train_config("convlstm")
+    assert run_identity(plain, prof.data, cfg) == run_identity(held, prof.data, cfg)
+    assert run_dir(tmp_path, plain, prof.data, cfg) == run_dir(tmp_path, held, prof.data, cfg)
+    assert "hold_still" not in run_identity(held, prof.data, cfg)["model_config"]
