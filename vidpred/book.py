@@ -249,6 +249,8 @@ class RealResults:
     env: BookEnv | None = None  # the real profile, where the data is here
     runs: object = None  # the RunSet of the real-trained models, where the data is here
     synthetic_rows: list[dict] | None = None  # the book's synthetic-trained checkpoints on the same windows (data here)
+    # each real-trained model's test MSE with its hold-still read-out off (models.stillness), on the same windows
+    without_hold: dict[str, float] | None = None
 
     @property
     def label(self) -> str:
@@ -299,9 +301,10 @@ def real_results(env: BookEnv) -> RealResults:
             measured["synthetic"] = [{"model": name, "kind": "trained on synthetic",
                                       **evaluate_model(run.model(), datasets["test"], REAL_BATCH, "cpu", batches)}
                                      for name, run in book_runs.runs.items()]
+            measured["without_hold"] = _without_hold(found, datasets["test"], batches)
             _remember(measured)
         result = RealResults(measured["rows"], True, min(total, REAL_BATCH * batches) if batches else total, total, real,
-                             found, measured["synthetic"])
+                             found, measured["synthetic"], measured["without_hold"])
     _DATA_CACHE[key] = result
     return result
 
@@ -323,10 +326,11 @@ def _measured_before(env: BookEnv, identity: dict, runs: list, batches: int | No
     try:
         saved = json.loads(path.read_text())
         if saved.get("key") == key and isinstance(saved.get("rows"), list):
-            return {"path": path, "key": key, "rows": saved["rows"], "synthetic": saved["synthetic"]}
+            return {"path": path, "key": key, "rows": saved["rows"], "synthetic": saved["synthetic"],
+                    "without_hold": saved["without_hold"]}
     except (OSError, ValueError, KeyError, AttributeError):
-        pass  # absent or damaged: measured again
-    return {"path": path, "key": key, "rows": None, "synthetic": None}
+        pass  # absent, damaged or from an older version: measured again
+    return {"path": path, "key": key, "rows": None, "synthetic": None, "without_hold": None}
 
 
 def _remember(measured: dict) -> None:
@@ -336,10 +340,18 @@ def _remember(measured: dict) -> None:
 
     try:
         measured["path"].parent.mkdir(parents=True, exist_ok=True)
-        text = json_text({k: measured[k] for k in ("key", "rows", "synthetic")})
+        text = json_text({k: measured[k] for k in ("key", "rows", "synthetic", "without_hold")})
         atomic_write(measured["path"], lambda handle: handle.write(text.encode()))
     except OSError:
         pass
+
+
+def _without_hold(found, test, batches: int | None) -> dict[str, float]:
+    """Each run's MSE on ``test`` (its first ``batches`` batches) with its hold-still read-out off."""
+    from .bench.stillness import held_mse
+
+    windows = test if batches is None else torch.utils.data.Subset(test, range(min(len(test), REAL_BATCH * batches)))
+    return {name: held_mse(run.model(), windows, (0.0,), REAL_BATCH)[0.0] for name, run in found.runs.items()}
 
 
 def _manifest_results() -> RealResults:
@@ -353,4 +365,6 @@ def _manifest_results() -> RealResults:
         rows.append({"model": name, "kind": "learned", **entry["test"], "train_steps": entry["steps"],
                      "train_seconds": entry["train_seconds"]})
     total = manifest.get("test_windows", 0)
-    return RealResults(rows, False, total, total)
+    without = {name: entry["test_without_hold_still"]["mse"] for name, entry in (manifest.get("models") or {}).items()
+               if "test_without_hold_still" in entry}
+    return RealResults(rows, False, total, total, without_hold=without or None)

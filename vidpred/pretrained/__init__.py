@@ -58,6 +58,9 @@ def ship(profile: str = "book", models=None, runs: str | Path = "runs/ship", dev
         state = torch.load(folder / "last.pt", map_location="cpu", weights_only=True)
         for key in ("optimizer", "scaler", "rng"):  # resume state: not needed to predict, and large
             state.pop(key, None)
+        # The profile's inference options (hold_still, chosen on validation after training) as they are now: they
+        # are not part of the run, so a finished run is shipped again, not retrained, when they change.
+        state["model_config"] = model.config_dict()
         target = out / name
         target.mkdir(parents=True, exist_ok=True)
         atomic_write(target / "last.pt", lambda handle, state=state: torch.save(state, handle))
@@ -70,6 +73,11 @@ def ship(profile: str = "book", models=None, runs: str | Path = "runs/ship", dev
                  "precision": state["precision"],
                  "torch_version": state["torch_version"], "threads": torch.get_num_threads(),
                  "test": {k: result[k] for k in HEADLINE}}
+        if getattr(model.config, "hold_still", 0):  # what the hold-still read-out changed, on the same windows
+            from ..bench.stillness import held_mse
+
+            without = held_mse(model, datasets["test"], (0.0,))[0.0]
+            entry["test_without_hold_still"] = {"hold_still": model.config.hold_still, "mse": without}
         manifest = update_manifest(out, {}, {name: entry})
         print(f"shipped {name}: {state['step']} steps, {state['train_seconds'] / 60:.1f} min, test MSE {result['mse']:.5f} "
               f"(blend {baselines['blend']['mse']:.5f}), moving {result['moving_mse']:.4f} "
