@@ -36,7 +36,7 @@ def test_threshold_zero_changes_nothing_and_a_change_below_it_is_held_in_part():
     context, prediction = a_context(), torch.rand(2, 15, 1, 32, 32)
     assert torch.equal(hold_still(prediction, context, 0.0), prediction)
     weight = stillness(context, 1.0)  # the flicker (0.5, or less where clipped at 1) is below 1: held in part
-    assert 0 < float(weight[..., 5, 5].min()) and float(weight[..., 5, 5].max()) <= 0.5 + 1e-6
+    assert float(weight[..., 5, 5].min()) > 0 and float(weight[..., 5, 5].max()) <= 0.5 + 1e-6
 
 
 def test_models_hold_still_in_eval_only():

@@ -6,8 +6,8 @@
 * "gated": ``g·frame + (1 − g)·new``, a per-pixel gate between the input frame and a new frame.
 * "direct": the frame is the head's output, a 1×1 convolution of the top state, as in the papers.
 
-The plain ConvLSTM or PredRNN of the papers is "direct"; chapter 4 measures what the others add to it. :class:`FrameReadout` is mixed into
-:class:`vidpred.models.recurrent.RecurrentPredictor`.
+The plain ConvLSTM or PredRNN of the papers is "direct"; chapter 4 measures what the others add to it.
+:class:`FrameReadout` is mixed into :class:`vidpred.models.recurrent.RecurrentPredictor`.
 """
 
 from __future__ import annotations
