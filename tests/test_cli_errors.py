@@ -53,7 +53,8 @@ def test_bench_models_flag_names_the_bad_model_and_where_it_applies(capsys):
     assert "copy_last is a baseline" in error_of(["bench", "quality", "--models", "copy_last"], capsys)
     assert "no model named" in error_of(["bench", "models", "--models", ","], capsys)
     line = error_of(["bench", "data", "--models", "convlstm"], capsys)  # before any work
-    assert line == "vidpred bench: --models applies to bench models, curves, quality, compile, not bench data; leave it out"
+    assert line == ("vidpred bench: --models applies to bench models, curves, quality, compile, stillness, "
+                    "not bench data; leave it out")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
