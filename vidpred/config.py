@@ -86,7 +86,7 @@ class Profile:
 # steps of the real profile's runs (chosen on the validation split; see the shipped logs)
 REAL_TRAIN: dict[str, dict[str, Any]] = {
     "convlstm": dict(steps=8000, eval_every=500, checkpoint_every=500),
-    "predrnn": dict(steps=3000, eval_every=400, checkpoint_every=400),
+    "predrnn": dict(steps=6000, eval_every=400, checkpoint_every=400),
     "predrnn_v2": dict(steps=6000, eval_every=400, checkpoint_every=400),
     "transformer": dict(steps=8000, lr=1e-3, warmup_steps=100, eval_every=500, checkpoint_every=500),
 }
