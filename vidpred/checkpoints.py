@@ -38,14 +38,15 @@ class CheckpointNotFinite(ValueError):
 
 
 
-def training_config(model: Predictor) -> dict:
-    """``model``'s config without the :data:`INFERENCE_OPTIONS`: what its training depends on."""
-    return {k: v for k, v in model.config_dict().items() if k not in INFERENCE_OPTIONS}
+def training_config(config: dict) -> dict:
+    """A model config (``model.config_dict()``, or a checkpoint's) without the :data:`INFERENCE_OPTIONS`: what
+    training depends on."""
+    return {k: v for k, v in config.items() if k not in INFERENCE_OPTIONS}
 
 
 def run_identity(model: Predictor, data_cfg: DataConfig, train_cfg: TrainConfig) -> dict:
     """What a checkpoint must match to be reused: the model, its config, the data and the training."""
-    return {"model": model.name, "model_config": training_config(model), "data_config": to_dict(data_cfg),
+    return {"model": model.name, "model_config": training_config(model.config_dict()), "data_config": to_dict(data_cfg),
             "train_config": to_dict(train_cfg)}
 
 

@@ -197,7 +197,7 @@ def shipped_match(identity: dict, data: dict | None, profile: str | None = None)
     """The shipped run with this run identity: the same model, model and training configs, windows
     cut the same way, and training data with the same fingerprint (``data``, from
     :func:`data_identity`; the pixels decide, not how the config that made them is spelled)."""
-    from .checkpoints import INFERENCE_OPTIONS
+    from .checkpoints import training_config
     from .config import PROFILES
 
     if data is None:
@@ -208,8 +208,8 @@ def shipped_match(identity: dict, data: dict | None, profile: str | None = None)
             continue
         state = run.state
         windows_match = all(state["data_config"].get(k) == identity["data_config"].get(k) for k in WINDOW_FIELDS)
-        trained_as = {k: v for k, v in state["model_config"].items() if k not in INFERENCE_OPTIONS}
-        if (trained_as == identity["model_config"] and state["train_config"] == identity["train_config"]
+        same_training = training_config(state["model_config"]) == identity["model_config"]
+        if (same_training and state["train_config"] == identity["train_config"]
                 and windows_match and (run.data or {}).get("fingerprint") == data["fingerprint"]):
             return run
     return None
