@@ -3,6 +3,7 @@ training, and no effect on what a run is."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from vidpred.checkpoints import run_dir, run_identity
@@ -62,3 +63,17 @@ def test_hold_still_is_not_part_of_what_a_run_is(tmp_path):
     assert run_identity(plain, prof.data, cfg) == run_identity(held, prof.data, cfg)
     assert run_dir(tmp_path, plain, prof.data, cfg) == run_dir(tmp_path, held, prof.data, cfg)
     assert "hold_still" not in run_identity(held, prof.data, cfg)["model_config"]
+
+
+def test_held_mse_counts_each_threshold_once_and_equals_the_plain_mse():
+    """``vidpred bench stillness`` scores the test split at (0, chosen): when the choice is 0 (off), that is one
+    threshold given twice, and its MSE must not double."""
+    from vidpred.bench.stillness import held_mse
+
+    torch.manual_seed(0)
+    model = build("convlstm", **get_profile("smoke").model_config("convlstm")).eval()
+    windows = [(torch.rand(30, 1, 64, 64), torch.rand(15, 1, 64, 64)) for _ in range(3)]
+    with torch.no_grad():
+        expected = float(torch.stack([(model(c[None], 15) - f[None]).square().mean() for c, f in windows]).mean())
+    assert held_mse(model, windows, (0.0, 0.0)) == pytest.approx({0.0: expected}, rel=1e-5)
+    assert held_mse(model, windows, (0.0,))[0.0] == pytest.approx(expected, rel=1e-5)

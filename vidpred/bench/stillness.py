@@ -25,7 +25,7 @@ def held_mse(model, dataset, thresholds=THRESHOLDS, batch_size: int = 16) -> dic
     try:
         for context, future in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
             prediction = model(context, future.shape[1])
-            for threshold in thresholds:
+            for threshold in total:  # each value once, however often it is given
                 total[threshold] += float((hold_still(prediction, context, threshold) - future).square().sum())
             count += future.numel()
     finally:
