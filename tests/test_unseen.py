@@ -1,0 +1,34 @@
+"""The clips of other scenes: where the book finds them, and which clips a model harms."""
+
+from __future__ import annotations
+
+from vidpred.unseen import CLIPS_DIR_ENV, find_clips, harmed
+
+
+def payload(ratios: dict[str, dict[str, float]]) -> dict:
+    return {"clips": {clip: {"results": {"copy_last": {"mse_vs_copy_last": 1.0},
+                                         **{m: {"mse_vs_copy_last": r} for m, r in row.items()}}}
+                      for clip, row in ratios.items()}}
+
+
+def test_harmed_lists_each_model_above_the_limit_on_each_clip_and_nothing_else():
+    found = harmed(payload({"a.mp4": {"convlstm": 1.06, "transformer": 1.05},
+                            "b.avi": {"convlstm": 0.7, "transformer": 2.0}}))
+    assert found == {"convlstm": {"a.mp4": 1.06}, "transformer": {"b.avi": 2.0}}  # 1.05 itself is no harm
+    assert harmed(payload({"a.mp4": {"convlstm": 0.9}})) == {}
+
+
+def test_find_clips_beside_the_project_or_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(CLIPS_DIR_ENV, raising=False)
+    project = tmp_path / "main" / "book"
+    project.mkdir(parents=True)
+    assert find_clips(project) is None
+    clips = tmp_path / "shared" / "realclips"
+    clips.mkdir(parents=True)
+    assert find_clips(project) is None  # a folder without its README is not the set
+    (clips / "README.md").write_text("clips")
+    assert find_clips(project) == clips
+    monkeypatch.setenv(CLIPS_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert find_clips(project) is None  # named but absent: not found, not the other one
+    (tmp_path / "elsewhere").mkdir()
+    assert find_clips(project) == tmp_path / "elsewhere"

@@ -1,0 +1,50 @@
+"""Clips of other scenes: real video none of the models trained on (sport, dance, a baby crawling, a person
+drinking), for the "no harm on unseen video" check. ``vidpred evaluate --clips DIR`` measures any folder; this
+module finds the project's folder of such clips and measures the real-trained models on it for the book.
+
+The clips are other people's footage: they are read where they are (``$VIDPRED_REALCLIPS_DIR``, else
+``shared/realclips`` beside the project), never copied into the project.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CLIPS_DIR_ENV = "VIDPRED_REALCLIPS_DIR"
+NO_HARM = 1.05  # a model does no harm on a clip when its MSE there is at most this multiple of copy-last's
+
+
+def find_clips(start: str | os.PathLike | None = None) -> Path | None:
+    """The folder of unseen clips: ``$VIDPRED_REALCLIPS_DIR``, else ``shared/realclips`` beside the project (or
+    beside any folder above ``start``, the working folder by default) where it holds a README; else None."""
+    if os.environ.get(CLIPS_DIR_ENV):
+        folder = Path(os.environ[CLIPS_DIR_ENV])
+        return folder if folder.is_dir() else None
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder.parent / "shared" / "realclips"
+        if (candidate / "README.md").is_file():
+            return candidate
+    return None
+
+
+def no_harm(runs, folder: Path, out_dir: Path, data_cfg) -> dict:
+    """``runs`` (a RunSet: the real-trained models) and copy-last on every clip of ``folder``, decoded as the real
+    training footage was: the payload of :func:`vidpred.evaluate.evaluate_clips` (per clip, each model's
+    ``mse_vs_copy_last``), written to ``out_dir``."""
+    from .evaluate import baseline_models, evaluate_clips, read_clips_folder
+
+    clips, skipped = read_clips_folder(folder, data_cfg)
+    models = {**baseline_models(None, ("copy_last",)), **runs.models()}
+    return evaluate_clips(models, clips, out_dir, data_cfg, device="cpu", skipped=skipped)
+
+
+def harmed(payload: dict, limit: float = NO_HARM) -> dict[str, dict[str, float]]:
+    """{model: {clip: MSE ÷ copy-last}} for every clip where a model's MSE is above ``limit`` × copy-last's."""
+    found: dict[str, dict[str, float]] = {}
+    for clip, entry in payload["clips"].items():
+        for model, row in entry["results"].items():
+            if model != "copy_last" and row["mse_vs_copy_last"] > limit:
+                found.setdefault(model, {})[clip] = row["mse_vs_copy_last"]
+    return found
