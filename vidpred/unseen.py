@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .utils import shared_folder
+
 CLIPS_DIR_ENV = "VIDPRED_REALCLIPS_DIR"
 NO_HARM = 1.05  # a model does no harm on a clip when its MSE there is at most this multiple of copy-last's
 
@@ -21,12 +23,7 @@ def find_clips(start: str | os.PathLike | None = None) -> Path | None:
     if os.environ.get(CLIPS_DIR_ENV):
         folder = Path(os.environ[CLIPS_DIR_ENV])
         return folder if folder.is_dir() else None
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder.parent / "shared" / "realclips"
-        if (candidate / "README.md").is_file():
-            return candidate
-    return None
+    return shared_folder("realclips", "README.md", start)
 
 
 def no_harm(runs, folder: Path, out_dir: Path, data_cfg) -> dict:

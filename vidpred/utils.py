@@ -16,6 +16,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def shared_folder(name: str, marker: str, start: str | os.PathLike | None = None) -> Path | None:
+    """``shared/<name>`` beside the project (or beside any folder above ``start``, the working folder by default)
+    where it holds the file ``marker``: where a team keeps data next to its checkouts; else None."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder.parent / "shared" / name
+        if (candidate / marker).is_file():
+            return candidate
+    return None
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to serve blocks up to 32 MB from its heap and to keep what is freed (up to 1 GB)
     instead of returning it to the system; True if it could (Linux with glibc).

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import EXERCISE_CLASSES, DataConfig
-from ..utils import make_writable_folder
+from ..utils import make_writable_folder, shared_folder
 from .videos import VideoError, sha256_file
 
 SOURCES_FILE = Path(__file__).with_name("exercise_sources.tsv")
@@ -82,12 +82,7 @@ def find_mirror(start: str | os.PathLike | None = None) -> Path | None:
     beside any folder above ``start``, the working folder by default) where it has the sources list; else None."""
     if os.environ.get(MIRROR_DIR_ENV):
         return Path(os.environ[MIRROR_DIR_ENV])
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder.parent / "shared" / "exercise"
-        if (candidate / "SOURCES.tsv").is_file():
-            return candidate
-    return None
+    return shared_folder("exercise", "SOURCES.tsv", start)
 
 
 # ---------------------------------------------------------------------------------------------- files
