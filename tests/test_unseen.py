@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vidpred.unseen import CLIPS_DIR_ENV, find_clips, harmed
+from vidpred.unseen import CLIPS_DIR_ENV, find_clips, harmed, labels
 
 
 def payload(ratios: dict[str, dict[str, float]]) -> dict:
@@ -32,3 +32,10 @@ def test_find_clips_beside_the_project_or_from_the_environment(tmp_path, monkeyp
     assert find_clips(project) is None  # named but absent: not found, not the other one
     (tmp_path / "elsewhere").mkdir()
     assert find_clips(project) == tmp_path / "elsewhere"
+
+
+def test_labels_are_short_and_never_merge_two_clips():
+    names = ["v_Basketball_g01_c02.mp4", "v_Basketball_g01_c02.avi", "v_Basketball_g07_c04.mp4", "short.mp4"]
+    found = labels(names)
+    assert found["short.mp4"] == "short" and found["v_Basketball_g01_c02.mp4"] == "v_Basketball…c02"
+    assert len(set(found.values())) == len(names) and all(len(v) <= 18 for v in found.values())

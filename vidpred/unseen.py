@@ -45,3 +45,16 @@ def harmed(payload: dict, limit: float = NO_HARM) -> dict[str, dict[str, float]]
             if model != "copy_last" and row["mse_vs_copy_last"] > limit:
                 found.setdefault(model, {})[clip] = row["mse_vs_copy_last"]
     return found
+
+
+def labels(clips, width: int = 16) -> dict[str, str]:
+    """A short label per clip file for a table that fits the page: the name without its suffix, cut in the middle
+    to ``width`` characters where longer (its start and end kept), and numbered where two would read the same."""
+    found: dict[str, str] = {}
+    for clip in clips:
+        stem = Path(clip).stem
+        label = stem if len(stem) <= width else f"{stem[: width - 4]}…{stem[-3:]}"
+        if label in found.values():
+            label = f"{label}#{sum(v.startswith(label) for v in found.values()) + 1}"
+        found[clip] = label
+    return found
