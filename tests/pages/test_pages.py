@@ -199,3 +199,44 @@ def test_pages_render_in_chromium():
         page.screenshot(path=str(HTML / "last-page.png"))
         browser.close()
         assert not failures, f"local files that failed to load: {failures[:5]}"
+
+
+def math_chapters() -> list[str]:
+    """Chapters whose built page holds an equation (Sphinx marks each with the class ``math``)."""
+    return [c for c in chapters() if 'class="math' in (HTML / f"{c}.html").read_text(encoding="utf-8")]
+
+
+def test_mathjax_is_served_by_the_build():
+    chapters_with_math = math_chapters()
+    assert chapters_with_math, "no page holds an equation: the check below would check nothing"
+    for chapter in chapters_with_math:
+        scripts = [ref for tag, ref in parse(HTML / f"{chapter}.html").refs if tag == "script" and "mathjax" in ref.lower()]
+        assert scripts, f"{chapter}: no MathJax script, its equations show as TeX"
+        remote = [ref for ref in scripts if urlsplit(ref).scheme or ref.startswith("//")]
+        assert not remote, f"{chapter}: MathJax comes from {remote[0]}, so offline its equations show as TeX"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it where apt-get works)")
+def test_equations_render_offline_in_chromium():
+    """MathJax typesets every equation with no network (the browser gets none here), and the display equations fit
+    the text column."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+            "--allow-file-access-from-files"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        for chapter in math_chapters():
+            page.goto((HTML / f"{chapter}.html").as_uri())
+            n_math = page.locator(".math").count()
+            page.wait_for_function("n => document.querySelectorAll('mjx-container').length >= n", arg=n_math,
+                                   timeout=15_000)
+            raw = page.evaluate("""() => [...document.querySelectorAll('.math')]
+                .filter(el => !el.querySelector('mjx-container')).map(el => el.textContent.slice(0, 40))""")
+            assert not raw, f"{chapter}: equations left as TeX: {raw[:3]}"
+            wide = page.evaluate("""() => { const column = document.querySelector('article').getBoundingClientRect();
+                return [...document.querySelectorAll('mjx-container[display="true"]')]
+                    .filter(el => el.getBoundingClientRect().width > column.width + 1).length; }""")
+            assert not wide, f"{chapter}: {wide} display equations are wider than the text column"
+        browser.close()
