@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vidpred.augment import augment_video, augment_window
+from vidpred.augment import PAUSE_FROM, SLOWEST, augment_video, augment_window, pause, slow_down
 from vidpred.train import load_checkpoint
 
 
@@ -59,4 +59,53 @@ def test_a_checkpoint_from_before_augmentation_loads_with_it_off(tmp_path):
     state = {"model": "copy_last", "model_config": model.config_dict(), "data_config": {},
              "train_config": {"steps": 8}, "state_dict": {}}
     save_checkpoint(tmp_path / "old.pt", state)
-    assert load_checkpoint(tmp_path / "old.pt")["train_config"]["augment"] is False
+    train_config = load_checkpoint(tmp_path / "old.pt")["train_config"]
+    assert train_config["augment"] is False and train_config["slow"] == 0 and train_config["pause"] == 0
+
+
+def ramp(batch=256, length=45):
+    """Frame t of every window is the flat image t / 100: its value says which moment of the video it shows."""
+    return (torch.arange(length, dtype=torch.float32) / 100).view(1, length, 1, 1, 1).expand(batch, length, 1, 4, 4)
+
+
+def test_slow_motion_replays_the_start_of_the_window_at_one_speed_per_window():
+    torch.manual_seed(0)
+    out = slow_down(ramp(), 0.5)
+    shown = out[:, :, 0, 0, 0] * 100  # the moment each frame shows
+    assert torch.equal(out, out[..., :1, :1].expand_as(out))  # whole frames, interpolated in time only
+    assert torch.allclose(shown[:, 0], torch.zeros(256))
+    steps = shown[:, 1:] - shown[:, :-1]
+    speed = steps[:, :1]
+    assert torch.allclose(steps, speed.expand_as(steps), atol=1e-4)  # one speed per window, held throughout
+    slowed = speed[:, 0] < 1 - 1e-4
+    assert 0.35 < slowed.float().mean() < 0.65  # half of the windows
+    assert speed.min() >= SLOWEST - 1e-5 and speed.max() <= 1 + 1e-5
+    assert torch.equal(out[~slowed], ramp()[~slowed])  # the rest are untouched
+
+
+def test_a_pause_holds_one_late_context_frame_to_the_end_of_the_window():
+    torch.manual_seed(0)
+    out = pause(ramp(), 0.5, n_context=30)
+    shown = (out[:, :, 0, 0, 0] * 100).round().long()
+    paused = shown[:, -1] < 44
+    assert 0.35 < paused.float().mean() < 0.65
+    stop = shown[paused, -1]
+    assert stop.min() >= 30 - PAUSE_FROM[0] and stop.max() <= 30 - PAUSE_FROM[1]
+    assert len(stop.unique()) == PAUSE_FROM[0] - PAUSE_FROM[1] + 1  # every allowed stop happens
+    time = torch.arange(45)
+    assert torch.equal(shown[paused], torch.minimum(time[None], stop[:, None]))  # moves until the stop, then holds
+    assert torch.equal(shown[~paused], time.expand(int((~paused).sum()), 45))
+
+
+def test_timing_changes_off_draw_nothing_and_on_follow_the_seed():
+    context, future = torch.rand(8, 30, 1, 8, 8), torch.rand(8, 15, 1, 8, 8)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    a, b = augment_window(context, future, photometric=False)
+    assert torch.equal(a, context) and torch.equal(b, future)
+    assert torch.equal(torch.get_rng_state(), before)  # a run without them resumes exactly as before they existed
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        runs.append(torch.cat(augment_window(context, future, photometric=False, slow=0.5, pause_p=0.5), 1))
+    assert torch.equal(*runs) and not torch.equal(runs[0], torch.cat([context, future], 1))

@@ -54,16 +54,17 @@ def fresh(name="predrnn"):
     return build(name, **SMOKE.model_config(name), **extra)
 
 
-@pytest.mark.parametrize("augment", [False, True], ids=["plain", "augmented"])
+@pytest.mark.parametrize("augment", [{}, {"augment": True}, {"augment": True, "slow": 0.5, "pause": 0.5}],
+                         ids=["plain", "augmented", "slowed-and-paused"])
 def test_resume_equals_uninterrupted(data, tmp_path, augment):
     full = fresh()
-    fit(full, data["train"], data["val"], cfg(augment=augment), tmp_path / "full", SMOKE.data, progress=False)
+    fit(full, data["train"], data["val"], cfg(**augment), tmp_path / "full", SMOKE.data, progress=False)
     part = fresh()
-    first = fit(part, data["train"], data["val"], cfg(augment=augment), tmp_path / "part", SMOKE.data, progress=False,
+    first = fit(part, data["train"], data["val"], cfg(**augment), tmp_path / "part", SMOKE.data, progress=False,
                 stop_after=3)
     assert first.steps == 3 and load_checkpoint(tmp_path / "part" / "last.pt")["step"] == 3
     resumed = fresh()  # a new process would start from fresh weights and read the checkpoint
-    second = fit(resumed, data["train"], data["val"], cfg(augment=augment), tmp_path / "part", SMOKE.data, progress=False)
+    second = fit(resumed, data["train"], data["val"], cfg(**augment), tmp_path / "part", SMOKE.data, progress=False)
     assert second.resumed_from == 3 and second.steps == 8
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), name

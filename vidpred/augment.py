@@ -8,10 +8,25 @@ how far the camera stands. Each training window gets, the same for all 45 of its
 * with probability 1/2, a zoom in (×1-1.15) and a shift (up to the margin the zoom leaves) by bilinear
   resampling: a camera a little closer or to one side.
 
+Two more change the motion's timing, each for a share of the windows set in the training config (0: never, and
+then they draw nothing from the generator):
+
+* **slow motion** (``TrainConfig.slow``): the window replays its own start at a speed between 1/32 and 1
+  (log-uniform), each frame interpolated linearly between its two neighbours;
+* **a pause** (``TrainConfig.pause``): the person stops at one of the last 12 to 2 context frames and holds that
+  frame to the end of the window.
+
+The real set is people repeating an exercise at its usual pace, so a model trained on it alone learns that what
+moved keeps moving and what the context showed earlier comes back; on a one-off movement that then stops (a person
+who reaches for a cup and holds it) it redraws earlier poses. People also slow down and stop, between repetitions
+and in any other video; these windows show it (what they change on the real validation split: ``config.REAL_TRAIN``).
+
 All draws come from torch's global generator, which checkpoints save, so a resumed run sees the same windows.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +35,8 @@ CONTRAST = (0.8, 1.25)
 BRIGHTNESS = 0.08
 ZOOM = 1.15
 P_ZOOM = 0.5
+SLOWEST = 1 / 32  # the slowest replay speed of a slow-motion window
+PAUSE_FROM = (12, 2)  # a pause starts at one of the last 12 to 2 context frames
 
 
 def _uniform(low: float, high: float, n: int, device) -> torch.Tensor:
@@ -49,7 +66,43 @@ def augment_video(video: torch.Tensor) -> torch.Tensor:
     return ((out - mean) * contrast + mean + brightness).clamp(0, 1)
 
 
-def augment_window(context: torch.Tensor, future: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`augment_video` on a (context, future) batch, split back at the same frame."""
-    video = augment_video(torch.cat([context, future], 1))
+def _frames_at(video: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``video`` (B, T, …) with frame ``index[b, t]`` of window b at place t."""
+    return video[torch.arange(video.shape[0], device=video.device)[:, None], index.to(video.device)]
+
+
+def slow_down(video: torch.Tensor, p: float, slowest: float = SLOWEST) -> torch.Tensor:
+    """With probability ``p`` per window, ``video`` (B, T, 1, H, W) replays its start at a speed s, log-uniform in
+    [``slowest``, 1]: frame t shows time s·t, interpolated linearly between the frames on either side."""
+    batch, length = video.shape[:2]
+    chosen = torch.rand(batch) < p
+    speed = torch.where(chosen, torch.exp(torch.rand(batch) * math.log(slowest)), torch.ones(batch))
+    time = torch.arange(length, dtype=torch.float32)[None] * speed[:, None]  # (B, T)
+    before = time.floor().long().clamp(max=length - 1)
+    after = (before + 1).clamp(max=length - 1)
+    weight = (time - before).view(batch, length, 1, 1, 1).to(video.device, video.dtype)
+    return (1 - weight) * _frames_at(video, before) + weight * _frames_at(video, after)
+
+
+def pause(video: torch.Tensor, p: float, n_context: int, start: tuple[int, int] = PAUSE_FROM) -> torch.Tensor:
+    """With probability ``p`` per window, the motion of ``video`` (B, T, 1, H, W) stops at context frame
+    ``n_context − k`` (k uniform in ``start``, inclusive) and that frame holds to the end of the window."""
+    batch, length = video.shape[:2]
+    chosen = torch.rand(batch) < p
+    stop = torch.randint(n_context - start[0], n_context - start[1] + 1, (batch,))
+    time = torch.arange(length)[None]
+    return _frames_at(video, torch.where(chosen[:, None] & (time > stop[:, None]), stop[:, None], time))
+
+
+def augment_window(context: torch.Tensor, future: torch.Tensor, photometric: bool = True, slow: float = 0.0,
+                   pause_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (context, future) batch slowed down (share ``slow``), paused (share ``pause_p``) and then, with
+    ``photometric``, changed by :func:`augment_video`; split back at the same frame."""
+    video = torch.cat([context, future], 1)
+    if slow:
+        video = slow_down(video, slow)
+    if pause_p:
+        video = pause(video, pause_p, context.shape[1])
+    if photometric:
+        video = augment_video(video)
     return video[:, : context.shape[1]], video[:, context.shape[1] :]

@@ -65,6 +65,8 @@ class TrainConfig:
     num_workers: int = 0
     seed: int = 0
     augment: bool = False  # mirror, brightness/contrast, zoom and shift per training window (vidpred.augment)
+    slow: float = 0.0  # share of training windows replayed in slow motion (vidpred.augment.slow_down)
+    pause: float = 0.0  # share of training windows where the person stops near the end of the context (augment.pause)
 
 
 @dataclass
