@@ -90,7 +90,13 @@ REAL_TRAIN: dict[str, dict[str, Any]] = {
     "convlstm": dict(steps=8000, eval_every=500, checkpoint_every=500),
     "predrnn": dict(steps=6000, eval_every=400, checkpoint_every=400),
     "predrnn_v2": dict(steps=6000, eval_every=400, checkpoint_every=400),
-    "transformer": dict(steps=8000, lr=1e-3, warmup_steps=100, eval_every=500, checkpoint_every=500),
+    # Slow-motion and paused windows (vidpred.augment). On the real validation split, with them against the run
+    # before them (0.01231 MSE, SSIM 0.7458, moving 0.0688): this run 0.01240, 0.7554, 0.0766; a second run with other
+    # draws 0.01206, 0.7550, 0.0738. MSE the same within run-to-run spread, SSIM higher, moving pixels worse; kept for
+    # what validation cannot show (it holds no pause): a one-off movement that stops is no longer redrawn in earlier
+    # poses. The recurrent models' runs predate them (retraining those takes 1-2 hours a model here).
+    "transformer": dict(steps=8000, lr=1e-3, warmup_steps=100, eval_every=500, checkpoint_every=500,
+                        slow=0.2, pause=0.25),
 }
 
 
