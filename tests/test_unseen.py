@@ -18,6 +18,13 @@ def test_harmed_lists_each_model_above_the_limit_on_each_clip_and_nothing_else()
     assert harmed(payload({"a.mp4": {"convlstm": 0.9}})) == {}
 
 
+def test_harmed_can_be_asked_about_some_models_only():
+    ratios = payload({"a.mp4": {"convlstm": 1.5, "blend": 1.3, "analogue": 2.0}})
+    assert harmed(ratios, models=["convlstm"]) == {"convlstm": {"a.mp4": 1.5}}
+    assert harmed(ratios, models=["blend", "analogue"]) == {"blend": {"a.mp4": 1.3}, "analogue": {"a.mp4": 2.0}}
+    assert set(harmed(ratios)) == {"convlstm", "blend", "analogue"}  # all but copy-last by default
+
+
 def test_find_clips_beside_the_project_or_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv(CLIPS_DIR_ENV, raising=False)
     project = tmp_path / "main" / "book"

@@ -26,23 +26,26 @@ def find_clips(start: str | os.PathLike | None = None) -> Path | None:
     return shared_folder("realclips", "README.md", start)
 
 
-def no_harm(runs, folder: Path, out_dir: Path, data_cfg) -> dict:
-    """``runs`` (a RunSet: the real-trained models) and copy-last on every clip of ``folder``, decoded as the real
-    training footage was: the payload of :func:`vidpred.evaluate.evaluate_clips` (per clip, each model's
-    ``mse_vs_copy_last``), written to ``out_dir``."""
+def no_harm(runs, folder: Path, out_dir: Path, data_cfg, baselines: dict | None = None) -> dict:
+    """``runs`` (a RunSet: the real-trained models), copy-last and ``baselines`` ({name: predictor}, e.g. the blend
+    fitted on the real train split) on every clip of ``folder``, decoded as the real training footage was: the
+    payload of :func:`vidpred.evaluate.evaluate_clips` (per clip, each model's ``mse_vs_copy_last``), written to
+    ``out_dir``."""
     from .evaluate import baseline_models, evaluate_clips, read_clips_folder
 
     clips, skipped = read_clips_folder(folder, data_cfg)
-    models = {**baseline_models(None, ("copy_last",)), **runs.models()}
+    models = {**baseline_models(None, ("copy_last",)), **(baselines or {}), **runs.models()}
     return evaluate_clips(models, clips, out_dir, data_cfg, device="cpu", skipped=skipped)
 
 
-def harmed(payload: dict, limit: float = NO_HARM) -> dict[str, dict[str, float]]:
-    """{model: {clip: MSE ÷ copy-last}} for every clip where a model's MSE is above ``limit`` × copy-last's."""
+def harmed(payload: dict, limit: float = NO_HARM, models=None) -> dict[str, dict[str, float]]:
+    """{model: {clip: MSE ÷ copy-last}} for every clip where a model's MSE is above ``limit`` × copy-last's; only
+    the ``models`` named, when given (else every one but copy-last)."""
     found: dict[str, dict[str, float]] = {}
     for clip, entry in payload["clips"].items():
         for model, row in entry["results"].items():
-            if model != "copy_last" and row["mse_vs_copy_last"] > limit:
+            wanted = model != "copy_last" if models is None else model in models
+            if wanted and row["mse_vs_copy_last"] > limit:
                 found.setdefault(model, {})[clip] = row["mse_vs_copy_last"]
     return found
 
