@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vidpred.video import comparison_grid, error_map, read_video, to_uint8, write_video
-from vidpred.viz import animation_html, compare, plot_bars, plot_horizon, plot_learning_curves, show_frames
+from vidpred.viz import animation_html, compare, plot_bars, plot_horizon, plot_learning_curves, show_frames, table
 
 
 def moving_square(n=15, size=64):
@@ -89,6 +89,17 @@ def test_figures_build():
     assert len(show_frames({"x": torch.rand(6, 1, 8, 8)}, every=2).axes) == 3
     html = animation_html(moving_square(4))
     assert "<script" in html and html.count("data:image/png;base64") == 4
+
+
+def test_table_headers_wrap_and_compact_tables_are_smaller():
+    import pandas as pd
+
+    frame = pd.DataFrame({"predrnn_v2": [0.123456], "ok": [True]}, index=["clip_a"])
+    html = table(frame, {"predrnn_v2": "{:.2f}"}, caption="units").to_html()
+    assert ">predrnn_<wbr>v2<" in html and ">clip_a<" in html  # columns may wrap, the row labels stay whole
+    assert ">0.12<" in html and ">✓<" in html and "font-size: 0.92em" in html and "0.85em" not in html
+    small = table(frame, compact=True).to_html()
+    assert "font-size: 0.85em" in small and "padding: 0.3em 0.45em" in small
 
 
 def test_widget_updates_when_its_controls_change():

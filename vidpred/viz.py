@@ -184,12 +184,17 @@ TABLE_STYLES = [  # inline, so a table looks the same on the page, in JupyterLab
     {"selector": "thead th", "props": "border-bottom: 2px solid #999; vertical-align: bottom"},
     {"selector": "td, th", "props": "text-align: left"},
 ]
+COMPACT_STYLES = [
+    {"selector": "", "props": "font-size: 0.85em"},
+    {"selector": "th, td", "props": "padding: 0.3em 0.45em"},
+]
 
 
-def table(frame, formats=None, caption: str | None = None, na_rep: str = "–"):
+def table(frame, formats=None, caption: str | None = None, na_rep: str = "–", compact: bool = False):
     """A DataFrame as the book shows a table: padded cells, numbers right-aligned, ``formats`` (a format
     string, or a dict column -> format string or function) and a ``caption`` that states units and scales.
-    Booleans show as ✓ and ✗."""
+    Booleans show as ✓ and ✗; column headers may wrap after an underscore. ``compact``: a smaller font and
+    less padding, for a table of many columns that must fit the text column."""
     import pandas as pd
 
     bools = [c for c in frame.columns if frame[c].dtype == bool]
@@ -197,8 +202,11 @@ def table(frame, formats=None, caption: str | None = None, na_rep: str = "–"):
     styler = frame.style.format(formats, na_rep=na_rep) if formats is not None else frame.style
     if bools:
         styler = styler.format(lambda v: "✓" if v else "✗", subset=bools)
+    # a header may break after an underscore ("predrnn_" / "v2"), so a wide table can wrap to the text column
+    styler = styler.format_index(lambda v: v.replace("_", "_<wbr>") if isinstance(v, str) else v, axis=1)
     right = [{"selector": "th", "props": "text-align: right"}]
-    styler = styler.set_table_styles(TABLE_STYLES).set_table_styles({c: right for c in numbers}, overwrite=False)
+    styler = styler.set_table_styles(TABLE_STYLES + (COMPACT_STYLES if compact else []))
+    styler = styler.set_table_styles({c: right for c in numbers}, overwrite=False)
     if numbers:  # numbers right-aligned in figures of equal width, so their magnitudes line up
         styler = styler.set_properties(subset=numbers, **{"text-align": "right", "font-variant-numeric": "tabular-nums"})
     return styler.set_caption(caption) if caption else styler
