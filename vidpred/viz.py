@@ -204,11 +204,12 @@ def table(frame, formats=None, caption: str | None = None, na_rep: str = "–", 
         styler = styler.format(lambda v: "✓" if v else "✗", subset=bools)
     # a header may break after an underscore ("predrnn_" / "v2"), so a wide table can wrap to the text column
     styler = styler.format_index(lambda v: v.replace("_", "_<wbr>") if isinstance(v, str) else v, axis=1)
-    right = [{"selector": "th", "props": "text-align: right"}]
+    # per-column rules (#T th.colN, #T td.colN) outrank the table's "td, th: left", which set_properties would not
+    right = [{"selector": "th", "props": "text-align: right"}, {"selector": "td", "props": "text-align: right"}]
     styler = styler.set_table_styles(TABLE_STYLES + (COMPACT_STYLES if compact else []))
     styler = styler.set_table_styles({c: right for c in numbers}, overwrite=False)
     if numbers:  # numbers right-aligned in figures of equal width, so their magnitudes line up
-        styler = styler.set_properties(subset=numbers, **{"text-align": "right", "font-variant-numeric": "tabular-nums"})
+        styler = styler.set_properties(subset=numbers, **{"font-variant-numeric": "tabular-nums"})
     return styler.set_caption(caption) if caption else styler
 
 

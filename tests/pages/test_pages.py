@@ -240,3 +240,26 @@ def test_equations_render_offline_in_chromium():
                     .filter(el => el.getBoundingClientRect().width > column.width + 1).length; }""")
             assert not wide, f"{chapter}: {wide} display equations are wider than the text column"
         browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it where apt-get works)")
+def test_numbers_in_tables_are_right_aligned_in_chromium():
+    """In the tables the book draws (``viz.table``, ids ``T_…``), a cell that holds only a number is right-aligned,
+    so magnitudes line up; a table-wide rule once outranked the per-cell one and left them all flush left."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run",
+                                                                  "--allow-file-access-from-files"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        checked = 0
+        for chapter in chapters():
+            page.goto((HTML / f"{chapter}.html").as_uri())
+            cells = page.evaluate(r"""() => [...document.querySelectorAll('table[id^="T_"] td')]
+                .filter(td => /^[−-]?\d[\d,]*(\.\d+)?(e[−+-]?\d+)?$/.test(td.innerText.trim()))
+                .map(td => [td.innerText.trim(), getComputedStyle(td).textAlign])""")
+            checked += len(cells)
+            left = [text for text, align in cells if align != "right"]
+            assert not left, f"{chapter}: {len(left)} of {len(cells)} numbers not right-aligned, e.g. {left[:5]}"
+        assert checked, "no table of the book holds a number: the check above would check nothing"
+        browser.close()
