@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from vidpred.augment import PAUSE_FROM, SLOWEST, augment_video, augment_window, pause, slow_down
+from vidpred.augment import (
+    PAUSE_FROM,
+    SLOWEST,
+    SMALLEST,
+    augment_video,
+    augment_window,
+    pause,
+    play_backward,
+    slow_down,
+    zoom_out,
+)
 from vidpred.train import load_checkpoint
 
 
@@ -61,6 +71,7 @@ def test_a_checkpoint_from_before_augmentation_loads_with_it_off(tmp_path):
     save_checkpoint(tmp_path / "old.pt", state)
     train_config = load_checkpoint(tmp_path / "old.pt")["train_config"]
     assert train_config["augment"] is False and train_config["slow"] == 0 and train_config["pause"] == 0
+    assert train_config["reverse"] == 0 and train_config["zoom_out"] == 0
 
 
 def ramp(batch=256, length=45):
@@ -107,5 +118,37 @@ def test_timing_changes_off_draw_nothing_and_on_follow_the_seed():
     runs = []
     for _ in range(2):
         torch.manual_seed(5)
-        runs.append(torch.cat(augment_window(context, future, photometric=False, slow=0.5, pause_p=0.5), 1))
+        runs.append(torch.cat(augment_window(context, future, photometric=False, slow=0.5, pause_p=0.5, reverse=0.5,
+                                             zoom_out_p=0.5), 1))
     assert torch.equal(*runs) and not torch.equal(runs[0], torch.cat([context, future], 1))
+
+
+def test_played_backward_shows_the_last_frame_first_in_half_the_windows():
+    torch.manual_seed(2)
+    out = play_backward(ramp(), 0.5)
+    shown = (out[:, :, 0, 0, 0] * 100).round().long()  # which moment each frame shows
+    backward = shown[:, 0] == 44
+    assert 0.35 < backward.float().mean() < 0.65
+    time = torch.arange(45)
+    assert torch.equal(shown[backward], (44 - time).expand(int(backward.sum()), 45))
+    assert torch.equal(shown[~backward], time.expand(int((~backward).sum()), 45))
+
+
+def test_zoom_out_shrinks_the_whole_window_alike_and_keeps_it_inside_the_frame():
+    frames = torch.zeros(256, 3, 1, 64, 64)
+    frames[..., 16:48, 16:48] = 1.0  # a bright square, 32×32, still in all three frames
+    torch.manual_seed(4)
+    out = zoom_out(frames, 0.5)
+    assert out.shape == frames.shape and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, out[:, :1].expand_as(out))  # one draw per window: a still video stays still
+    area = out[:, 0, 0].sum((1, 2))
+    zoomed = ~torch.isclose(area, torch.tensor(32.0 * 32))
+    assert 0.35 < zoomed.float().mean() < 0.65
+    assert torch.equal(out[~zoomed], frames[~zoomed])  # the rest are untouched
+    # the square shrinks by the scale in each direction: its area by s², s in [SMALLEST, 1]
+    assert (area[zoomed] < 32 * 32).all() and (area[zoomed] > (32 * SMALLEST) ** 2 - 64).all()
+    # anywhere inside: the frame's edge (dark around the square) stays dark, the square is never cut off
+    bright = out[zoomed, 0, 0] > 0.5
+    assert not bright[:, 0].any() and not bright[:, -1].any() and not bright[:, :, 0].any()
+    centres = (bright.float() * torch.arange(64.0)).sum((1, 2)) / bright.sum((1, 2)).clamp_min(1)
+    assert centres.std() > 1  # in pixels: the shrunken frames are shifted, not all kept in the middle

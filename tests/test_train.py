@@ -54,8 +54,9 @@ def fresh(name="predrnn"):
     return build(name, **SMOKE.model_config(name), **extra)
 
 
-@pytest.mark.parametrize("augment", [{}, {"augment": True}, {"augment": True, "slow": 0.5, "pause": 0.5}],
-                         ids=["plain", "augmented", "slowed-and-paused"])
+@pytest.mark.parametrize("augment", [{}, {"augment": True},
+                                     {"augment": True, "slow": 0.5, "pause": 0.5, "reverse": 0.5, "zoom_out": 0.5}],
+                         ids=["plain", "augmented", "every-change"])
 def test_resume_equals_uninterrupted(data, tmp_path, augment):
     full = fresh()
     fit(full, data["train"], data["val"], cfg(**augment), tmp_path / "full", SMOKE.data, progress=False)

@@ -14,12 +14,19 @@ then they draw nothing from the generator):
 * **slow motion** (``TrainConfig.slow``): the window replays its own start at a speed between 1/32 and 1
   (log-uniform), each frame interpolated linearly between its two neighbours;
 * **a pause** (``TrainConfig.pause``): the person stops at one of the last 12 to 2 context frames and holds that
-  frame to the end of the window.
+  frame to the end of the window;
+* **played backward** (``TrainConfig.reverse``): the window's last frame first. An exercise goes down and up the
+  same way, so a reversed window is still a person exercising, with the phases of each repetition swapped;
+* **a camera farther away** (``TrainConfig.zoom_out``): the frames shrunk to a scale between 0.65 and 1 and
+  placed anywhere they fit, the edges continued outward; other people are filmed from further away than the
+  real set's, smaller in the frame.
 
 The real set is people repeating an exercise at its usual pace, so a model trained on it alone learns that what
 moved keeps moving and what the context showed earlier comes back; on a one-off movement that then stops (a person
 who reaches for a cup and holds it) it redraws earlier poses. People also slow down and stop, between repetitions
-and in any other video; these windows show it (what they change on the real validation split: ``config.REAL_TRAIN``).
+and in any other video; these windows show it. The real set is also mostly push-ups filmed close up: windows played
+backward and filmed from farther away widen what it shows (what each change does on the real validation split:
+``config.REAL_TRAIN``).
 
 All draws come from torch's global generator, which checkpoints save, so a resumed run sees the same windows.
 """
@@ -37,6 +44,7 @@ ZOOM = 1.15
 P_ZOOM = 0.5
 SLOWEST = 1 / 32  # the slowest replay speed of a slow-motion window
 PAUSE_FROM = (12, 2)  # a pause starts at one of the last 12 to 2 context frames
+SMALLEST = 0.65  # the smallest scale of a window zoomed out (a camera farther away)
 
 
 def _uniform(low: float, high: float, n: int, device) -> torch.Tensor:
@@ -94,15 +102,44 @@ def pause(video: torch.Tensor, p: float, n_context: int, start: tuple[int, int] 
     return _frames_at(video, torch.where(chosen[:, None] & (time > stop[:, None]), stop[:, None], time))
 
 
+def play_backward(video: torch.Tensor, p: float) -> torch.Tensor:
+    """With probability ``p`` per window, ``video`` (B, T, 1, H, W) played backward: its last frame first."""
+    chosen = torch.rand(video.shape[0]) < p
+    return torch.where(chosen.to(video.device).view(-1, 1, 1, 1, 1), video.flip(1), video)
+
+
+def zoom_out(video: torch.Tensor, p: float, smallest: float = SMALLEST) -> torch.Tensor:
+    """With probability ``p`` per window, ``video`` (B, T, 1, H, W) as a camera farther away would film it: every
+    frame shrunk to a scale s uniform in [``smallest``, 1] (bilinear), moved anywhere the shrunken frame stays
+    inside, its edge pixels continued outward. One draw per window, shared by its frames."""
+    batch, length, channels, height, width = video.shape
+    chosen = torch.rand(batch) < p
+    scale = torch.where(chosen, torch.rand(batch) * (1 - smallest) + smallest, torch.ones(batch))
+    theta = torch.zeros(batch, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale  # output → input coordinates: > 1 shows more than the frame
+    theta[:, :, 2] = (torch.rand(batch, 2) * 2 - 1) * (1 / scale - 1)[:, None]
+    grid = F.affine_grid(theta.to(video.device, video.dtype), (batch, length * channels, height, width),
+                         align_corners=False)
+    out = F.grid_sample(video.reshape(batch, length * channels, height, width), grid, mode="bilinear",
+                        padding_mode="border", align_corners=False).view_as(video)
+    return torch.where(chosen.to(video.device).view(batch, 1, 1, 1, 1), out, video)
+
+
 def augment_window(context: torch.Tensor, future: torch.Tensor, photometric: bool = True, slow: float = 0.0,
-                   pause_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A (context, future) batch slowed down (share ``slow``), paused (share ``pause_p``) and then, with
-    ``photometric``, changed by :func:`augment_video`; split back at the same frame."""
+                   pause_p: float = 0.0, reverse: float = 0.0,
+                   zoom_out_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (context, future) batch played backward (share ``reverse``), slowed down (share ``slow``), paused (share
+    ``pause_p``), zoomed out (share ``zoom_out_p``) and then, with ``photometric``, changed by
+    :func:`augment_video`; split back at the same frame."""
     video = torch.cat([context, future], 1)
+    if reverse:
+        video = play_backward(video, reverse)
     if slow:
         video = slow_down(video, slow)
     if pause_p:
         video = pause(video, pause_p, context.shape[1])
+    if zoom_out_p:
+        video = zoom_out(video, zoom_out_p)
     if photometric:
         video = augment_video(video)
     return video[:, : context.shape[1]], video[:, context.shape[1] :]

@@ -67,6 +67,8 @@ class TrainConfig:
     augment: bool = False  # mirror, brightness/contrast, zoom and shift per training window (vidpred.augment)
     slow: float = 0.0  # share of training windows replayed in slow motion (vidpred.augment.slow_down)
     pause: float = 0.0  # share of training windows where the person stops near the end of the context (augment.pause)
+    reverse: float = 0.0  # share of training windows played backward (augment.play_backward)
+    zoom_out: float = 0.0  # share of training windows filmed as from farther away (augment.zoom_out)
 
 
 @dataclass

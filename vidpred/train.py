@@ -306,8 +306,9 @@ def fit(model: Predictor, train_data: WindowDataset, val_data: WindowDataset | N
             if (stop_after is not None and step - resumed_from >= stop_after) or _stop_requested():
                 break  # SIGINT/SIGTERM: the step before this one is done and is saved below
             context, future = context.to(dev, non_blocking=True), future.to(dev, non_blocking=True)
-            if cfg.augment or cfg.slow or cfg.pause:
-                context, future = augment_window(context, future, cfg.augment, cfg.slow, cfg.pause)
+            if cfg.augment or cfg.slow or cfg.pause or cfg.reverse or cfg.zoom_out:
+                context, future = augment_window(context, future, cfg.augment, cfg.slow, cfg.pause, cfg.reverse,
+                                                 cfg.zoom_out)
             lr = learning_rate(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
