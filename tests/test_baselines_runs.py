@@ -10,7 +10,7 @@ import torch
 
 from vidpred.config import get_profile
 from vidpred.data import Clip, WindowDataset, windows
-from vidpred.evaluate import baseline_models, best_baseline, evaluate_all
+from vidpred.evaluate import baseline_models, best_baseline, by_label, evaluate_all, evaluate_model
 from vidpred.metrics import MOTION_THRESHOLD, MetricAccumulator, motion_mask, moving_mse
 from vidpred.models import build
 from vidpred.models.baselines import Blend
@@ -79,6 +79,25 @@ def test_best_baseline_is_the_best_of_three():
             {"model": "context_mean", "mse": 2.5, "ssim": 0.9}, {"model": "linear", "mse": 0.1, "ssim": 0.99}]
     assert best_baseline(rows)["model"] == "blend"
     assert best_baseline(rows, "ssim")["model"] == "context_mean"  # linear is shown, never the bar
+
+
+def test_results_by_label_are_each_labels_windows_alone():
+    rng = np.random.default_rng(0)
+    clips = [Clip(f"v_{label}_g0{i}_c01", label, i, rng.integers(0, 255, (50 + 10 * i, 16, 16), dtype=np.uint8))
+             for i, label in enumerate(["Squats", "PushUps", "PushUps", "Dips"])]
+    dataset = WindowDataset(clips, 30, 15, stride=5)
+    rows = [{"model": name, **evaluate_model(build(name), dataset, batch_size=3)}
+            for name in ("copy_last", "context_mean")]
+    assert len(rows[0]["window_mse"]) == len(dataset)
+    assert np.mean(rows[0]["window_mse"]) == pytest.approx(rows[0]["mse"], rel=1e-9)
+    found = by_label(rows, dataset)
+    assert list(found) == ["PushUps", "Dips", "Squats"]  # by number of windows: 4 + 6, 8, 2
+    assert [found[k]["windows"] for k in found] == [10, 8, 2] and found["PushUps"]["clips"] == 2
+    alone = evaluate_model(build("context_mean"), WindowDataset(clips[1:3], 30, 15, stride=5))
+    assert found["PushUps"]["mse"]["context_mean"] == pytest.approx(alone["mse"], rel=1e-6)
+    first = [{"model": "copy_last", **evaluate_model(build("copy_last"), dataset, 3, max_batches=1)}]
+    # evaluated on the first batch only: the Squats clip's 2 windows and 1 push-up window
+    assert [(k, v["windows"]) for k, v in by_label(first, dataset).items()] == [("Squats", 2), ("PushUps", 1)]
 
 
 def _train(tmp_path, name, data, folder, cfg_data=SMOKE.data, steps=2):

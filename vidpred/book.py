@@ -221,6 +221,7 @@ def results(env: BookEnv) -> dict:
 # ------------------------------------------------------------------------------ real footage
 SMOKE_REAL_BATCHES = 2  # the smoke profile (tests, nbval) evaluates the real test split's first 2 batches only
 REAL_BATCH = 16  # windows per evaluation batch on the real test split
+RESULTS_FORMAT = 2  # of real-results.json: 2 added each window's MSE (results by exercise); an older file is redone
 
 
 def real_env(env: BookEnv) -> BookEnv | None:
@@ -317,7 +318,7 @@ def _measured_before(env: BookEnv, identity: dict, runs: list, batches: int | No
     import hashlib
     import json
 
-    parts = [identity.get("fingerprint"), batches]
+    parts = [identity.get("fingerprint"), batches, RESULTS_FORMAT]
     for run in runs:
         stat = Path(run.path).stat()
         parts += [run.name, str(Path(run.path).resolve()), stat.st_size, stat.st_mtime_ns]

@@ -42,6 +42,19 @@ def evaluate_model(model: Predictor, dataset: WindowDataset, batch_size: int = 1
     return result
 
 
+def by_label(rows: list[dict], dataset: WindowDataset) -> dict[str, dict]:
+    """Each row's MSE over the windows of each clip label (each exercise) apart, from its per-window MSEs
+    (``window_mse`` of :func:`evaluate_model`, over ``dataset``'s first windows in order): ``{label: {"windows": n,
+    "clips": k, "mse": {model: MSE}}}``, labels by number of windows. No model runs again."""
+    count = min(len(row["window_mse"]) for row in rows)
+    groups: dict[str, list[int]] = {}
+    for i, (clip, _) in enumerate(dataset.index[:count]):
+        groups.setdefault(dataset.clips[clip].label, []).append(i)
+    return {label: {"windows": len(indices), "clips": len({dataset.index[i][0] for i in indices}),
+                    "mse": {row["model"]: sum(row["window_mse"][i] for i in indices) / len(indices) for row in rows}}
+            for label, indices in sorted(groups.items(), key=lambda item: -len(item[1]))}
+
+
 def baseline_models(train: WindowDataset | None = None, names=BASELINES) -> dict[str, Predictor]:
     """The baselines by name; the blend is fitted on ``train`` (left out when there is none)."""
     from .models.baselines import Blend

@@ -121,7 +121,8 @@ def moving_mse(prediction: torch.Tensor, target: torch.Tensor, last_context: tor
 
 
 class MetricAccumulator:
-    """Sums per-horizon metrics over batches; ``result()`` gives means overall and per horizon.
+    """Sums per-horizon metrics over batches; ``result()`` gives means overall and per horizon, and each window's
+    MSE over its predicted frames (``window_mse``, in the order added: for results by exercise, :func:`by_label`).
 
     Given the last context frame, it also pools the moving-pixel MSE (see :func:`motion_mask`).
     """
@@ -132,12 +133,15 @@ class MetricAccumulator:
         self.pixels = 0
         self.moving_error: torch.Tensor | None = None
         self.moving_count: torch.Tensor | None = None
+        self.window_mse: list[float] = []
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor,
                last_context: torch.Tensor | None = None) -> None:
         for name, values in frame_metrics(prediction, target).items():
             total = values.double().sum(0).cpu()  # (T,)
             self.sums[name] = self.sums[name] + total if name in self.sums else total
+            if name == "mse":
+                self.window_mse += values.double().mean(1).cpu().tolist()
         if last_context is not None:
             error, count = (x.cpu() for x in moving_sums(prediction, target, last_context))
             if self.moving_error is None:
@@ -156,6 +160,7 @@ class MetricAccumulator:
             out[name] = sum(per_horizon) / len(per_horizon)
             out[f"{name}_per_horizon"] = per_horizon
         out["mse_per_frame_sum"] = out["mse"] * self.pixels  # the literature's scale
+        out["window_mse"] = list(self.window_mse)
         if self.moving_error is not None:
             out["moving_mse"] = float(self.moving_error.sum() / self.moving_count.sum().clamp_min(1))
             out["moving_mse_per_horizon"] = (self.moving_error / self.moving_count.clamp_min(1)).tolist()
