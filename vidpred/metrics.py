@@ -122,7 +122,8 @@ def moving_mse(prediction: torch.Tensor, target: torch.Tensor, last_context: tor
 
 class MetricAccumulator:
     """Sums per-horizon metrics over batches; ``result()`` gives means overall and per horizon, and each window's
-    MSE over its predicted frames (``window_mse``, in the order added: for results by exercise, :func:`by_label`).
+    MSE over its predicted frames (``window_mse``, in the order added: results by exercise come from it,
+    :func:`vidpred.evaluate.by_label`).
 
     Given the last context frame, it also pools the moving-pixel MSE (see :func:`motion_mask`).
     """
