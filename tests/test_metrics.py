@@ -41,6 +41,20 @@ def test_ssim_and_psnr_match_scikit_image(seed):
             assert ours_psnr[b, t] == pytest.approx(peak_signal_noise_ratio(q, p, data_range=1.0), abs=1e-3)
 
 
+def test_ssim_on_frames_that_are_not_square_matches_scikit_image_and_tiny_frames_are_refused():
+    g = torch.Generator().manual_seed(7)
+    truth = torch.rand(1, 2, 1, 40, 72, generator=g)
+    prediction = (truth + 0.2 * torch.randn(truth.shape, generator=g)).clamp(0, 1)
+    ours = ssim(prediction, truth)
+    for t in range(2):  # the banded blur's rows and columns are each the frame's own size
+        reference = structural_similarity(prediction[0, t, 0].double().numpy(), truth[0, t, 0].double().numpy(),
+                                          data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                          use_sample_covariance=False)
+        assert float(ours[0, t]) == pytest.approx(reference, abs=1e-6)
+    with pytest.raises(ValueError, match="at least 11×11 pixels, not 8"):
+        ssim(torch.rand(1, 1, 1, 8, 8), torch.rand(1, 1, 1, 8, 8))
+
+
 def test_ssim_penalises_blur_more_than_mse_does():
     truth = torch.zeros(1, 1, 1, 64, 64)
     truth[..., ::4, :] = 1.0  # stripes
