@@ -77,3 +77,24 @@ def test_held_mse_counts_each_threshold_once_and_equals_the_plain_mse():
         expected = float(torch.stack([(model(c[None], 15) - f[None]).square().mean() for c, f in windows]).mean())
     assert held_mse(model, windows, (0.0, 0.0)) == pytest.approx({0.0: expected}, rel=1e-5)
     assert held_mse(model, windows, (0.0,))[0.0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluation_measures_a_model_with_and_without_its_read_out_in_one_pass():
+    """``evaluate_model`` reports a held model's MSE without the read-out from the same forward pass: equal to
+    evaluating the model with it off, while every other metric is the model's as shipped (read-out on)."""
+    from vidpred.evaluate import evaluate_model
+
+    context = a_context(batch=3, size=64)
+    windows = [(context[i], (context[i, -15:] + 0.05 * torch.rand(15, 1, 64, 64)).clamp(0, 1)) for i in range(3)]
+    torch.manual_seed(0)
+    model = build("convlstm", **get_profile("smoke").model_config("convlstm"), hold_still=0.3)
+    held = evaluate_model(model, windows, batch_size=2)
+    model.config.hold_still = 0.0
+    plain = evaluate_model(model, windows, batch_size=2)
+    assert "mse_without_hold_still" not in plain
+    assert held["mse_without_hold_still"] == pytest.approx(plain["mse"], rel=1e-6)
+    assert held["mse"] != pytest.approx(plain["mse"], rel=1e-3)  # the read-out changed the prediction
+    assert model.config.hold_still == 0.0  # evaluation put the threshold back as it found it
+    model.config.hold_still = 0.3
+    evaluate_model(model, windows, batch_size=2)
+    assert model.config.hold_still == 0.3
