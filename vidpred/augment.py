@@ -51,9 +51,23 @@ def _uniform(low: float, high: float, n: int, device) -> torch.Tensor:
     return torch.rand(n).to(device) * (high - low) + low
 
 
+def _view(video: torch.Tensor, span: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Each window of ``video`` (B, T, C, H, W) through its own view of the frame: output pixel coordinates
+    (in [-1, 1]) times ``span`` (B,) plus ``shift`` (B, 2) (x, y) give where it reads the frame, bilinearly, the
+    edge pixels continued outward. ``span`` < 1 zooms in, > 1 zooms out; the same view for every frame."""
+    batch, length, channels, height, width = video.shape
+    theta = torch.zeros(batch, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = span
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(video.device, video.dtype), (batch, length * channels, height, width),
+                         align_corners=False)
+    return F.grid_sample(video.reshape(batch, length * channels, height, width), grid, mode="bilinear",
+                         padding_mode="border", align_corners=False).view_as(video)
+
+
 def augment_video(video: torch.Tensor) -> torch.Tensor:
     """A randomly changed copy of ``video`` (B, T, 1, H, W) in [0, 1]; one draw per window, shared by its frames."""
-    batch, length, channels, height, width = video.shape
+    batch = video.shape[0]
     device = video.device
     flip = torch.rand(batch) < 0.5
     contrast = _uniform(*CONTRAST, batch, device).view(batch, 1, 1, 1, 1)
@@ -63,13 +77,7 @@ def augment_video(video: torch.Tensor) -> torch.Tensor:
     shift = (torch.rand(batch, 2) * 2 - 1) * margin[:, None]
     out = torch.where(flip.to(device).view(batch, 1, 1, 1, 1), video.flip(-1), video)
     if bool((zoom > 1).any()):
-        theta = torch.zeros(batch, 2, 3)
-        theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
-        theta[:, :, 2] = shift
-        grid = F.affine_grid(theta.to(device, video.dtype), (batch, length * channels, height, width), align_corners=False)
-        moved = F.grid_sample(out.reshape(batch, length * channels, height, width), grid, mode="bilinear",
-                              padding_mode="border", align_corners=False).view_as(out)
-        out = torch.where((zoom > 1).to(device).view(batch, 1, 1, 1, 1), moved, out)
+        out = torch.where((zoom > 1).to(device).view(batch, 1, 1, 1, 1), _view(out, 1 / zoom, shift), out)
     mean = out.mean(dim=(1, 2, 3, 4), keepdim=True)
     return ((out - mean) * contrast + mean + brightness).clamp(0, 1)
 
@@ -112,17 +120,12 @@ def zoom_out(video: torch.Tensor, p: float, smallest: float = SMALLEST) -> torch
     """With probability ``p`` per window, ``video`` (B, T, 1, H, W) as a camera farther away would film it: every
     frame shrunk to a scale s uniform in [``smallest``, 1] (bilinear), moved anywhere the shrunken frame stays
     inside, its edge pixels continued outward. One draw per window, shared by its frames."""
-    batch, length, channels, height, width = video.shape
+    batch = video.shape[0]
     chosen = torch.rand(batch) < p
     scale = torch.where(chosen, torch.rand(batch) * (1 - smallest) + smallest, torch.ones(batch))
-    theta = torch.zeros(batch, 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale  # output → input coordinates: > 1 shows more than the frame
-    theta[:, :, 2] = (torch.rand(batch, 2) * 2 - 1) * (1 / scale - 1)[:, None]
-    grid = F.affine_grid(theta.to(video.device, video.dtype), (batch, length * channels, height, width),
-                         align_corners=False)
-    out = F.grid_sample(video.reshape(batch, length * channels, height, width), grid, mode="bilinear",
-                        padding_mode="border", align_corners=False).view_as(video)
-    return torch.where(chosen.to(video.device).view(batch, 1, 1, 1, 1), out, video)
+    shift = (torch.rand(batch, 2) * 2 - 1) * (1 / scale - 1)[:, None]  # the room left inside the frame
+    # 1 / scale > 1: the view takes in more than the frame, so the frame shrinks
+    return torch.where(chosen.to(video.device).view(batch, 1, 1, 1, 1), _view(video, 1 / scale, shift), video)
 
 
 def augment_window(context: torch.Tensor, future: torch.Tensor, photometric: bool = True, slow: float = 0.0,
