@@ -98,3 +98,15 @@ def test_evaluation_measures_a_model_with_and_without_its_read_out_in_one_pass()
     model.config.hold_still = 0.3
     evaluate_model(model, windows, batch_size=2)
     assert model.config.hold_still == 0.3
+
+
+def test_read_out_off_puts_the_threshold_back_even_after_an_error():
+    from vidpred.models.stillness import read_out_off
+
+    model = build("convlstm", **get_profile("smoke").model_config("convlstm"), hold_still=0.3)
+    with pytest.raises(RuntimeError, match="inside"), read_out_off(model) as threshold:
+        assert threshold == 0.3 and model.config.hold_still == 0.0
+        raise RuntimeError("inside")
+    assert model.config.hold_still == 0.3
+    with read_out_off(build("copy_last")) as threshold:  # a baseline has no read-out
+        assert threshold == 0.0

@@ -28,31 +28,24 @@ def evaluate_model(model: Predictor, dataset: WindowDataset, batch_size: int = 1
     """Every metric over the dataset, overall and per predicted frame; for a model with the hold-still read-out
     on (:mod:`vidpred.models.stillness`), also its MSE without it (``mse_without_hold_still``), from the same
     forward pass."""
-    from .models.stillness import hold_still
+    from .models.stillness import hold_still, read_out_off
 
     device = torch.device(device)
     model = model.to(device).eval()
-    config = getattr(model, "config", None)
-    held = getattr(config, "hold_still", 0) or 0  # the read-out's threshold: measured with and without it
     accumulator = MetricAccumulator()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     tic, raw_error, raw_count = time.perf_counter(), 0.0, 0
-    for i, (context, future) in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        context, future = context.to(device), future.to(device)
-        if held:  # one forward pass for both: the read-out is applied after the rollout (models.stillness)
-            config.hold_still = 0.0
-            try:
-                raw = model(context, future.shape[1])
-            finally:
-                config.hold_still = held
-            raw_error += float((raw.clamp(0, 1) - future).double().square().sum())
-            raw_count += future.numel()
-            prediction = hold_still(raw, context, held)
-        else:
+    with read_out_off(model) as held:  # one forward pass for both: the read-out is applied after the rollout
+        for i, (context, future) in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            context, future = context.to(device), future.to(device)
             prediction = model(context, future.shape[1])
-        accumulator.update(prediction.clamp(0, 1), future, context[:, -1:])
+            if held:
+                raw_error += float((prediction.clamp(0, 1) - future).double().square().sum())
+                raw_count += future.numel()
+                prediction = hold_still(prediction, context, held)
+            accumulator.update(prediction.clamp(0, 1), future, context[:, -1:])
     result = accumulator.result()
     result["clips"] = accumulator.count
     result["eval_seconds"] = time.perf_counter() - tic

@@ -18,18 +18,15 @@ THRESHOLDS = (0.0, 0.04, 0.08, 0.16, 0.24, 0.32, 0.4, 0.5, 0.64)
 def held_mse(model, dataset, thresholds=THRESHOLDS, batch_size: int = 16) -> dict[float, float]:
     """MSE per pixel of ``model`` on ``dataset`` with its prediction held still at each threshold (one forward
     pass per batch, whatever the number of thresholds)."""
-    from ..models.stillness import hold_still
+    from ..models.stillness import hold_still, read_out_off
 
-    saved, model.config.hold_still = model.config.hold_still, 0.0
     total, count = dict.fromkeys(thresholds, 0.0), 0
-    try:
+    with read_out_off(model):
         for context, future in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
             prediction = model(context, future.shape[1])
             for threshold in total:  # each value once, however often it is given
                 total[threshold] += float((hold_still(prediction, context, threshold) - future).square().sum())
             count += future.numel()
-    finally:
-        model.config.hold_still = saved
     return {threshold: value / count for threshold, value in total.items()}
 
 

@@ -12,6 +12,8 @@ training (``hold_still`` in a model's config; 0: off).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
@@ -34,3 +36,20 @@ def hold_still(prediction: torch.Tensor, context: torch.Tensor, threshold: float
         return prediction
     weight = stillness(context.to(prediction.dtype), threshold)
     return weight * context[:, -1:].to(prediction.dtype) + (1 - weight) * prediction
+
+
+@contextmanager
+def read_out_off(model):
+    """``model`` predicting without its hold-still read-out inside the block, which gets the model's threshold (0
+    for a model without one: a baseline), so a caller can apply :func:`hold_still` itself to the same prediction;
+    the threshold is put back afterwards, whatever happens."""
+    config = getattr(model, "config", None)
+    threshold = getattr(config, "hold_still", 0) or 0
+    if not threshold:
+        yield 0.0
+        return
+    config.hold_still = 0.0
+    try:
+        yield threshold
+    finally:
+        config.hold_still = threshold
