@@ -48,7 +48,7 @@ book: $(STAMP)
 	@echo "open _build/html/index.html"
 
 test: $(STAMP) browser lint
-	VIDPRED_PROFILE=smoke $(PY) -m pytest -q --durations=10 tests --ignore=tests/pages
+	VIDPRED_PROFILE=smoke $(PY) -m pytest -q --durations=25 tests --ignore=tests/pages
 	VIDPRED_PROFILE=smoke $(PY) tools/nbval_alone.py
 	VIDPRED_PROFILE=smoke $(VENV)/bin/jupyter-book build -W -n --keep-going --path-output $(SMOKE_OUT) .
 	BOOK_HTML=$(SMOKE_OUT)/_build/html $(PY) -m pytest -q tests/pages
