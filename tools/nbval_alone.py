@@ -90,14 +90,15 @@ def main(argv: list[str]) -> int:
     after = repository_files()
     new = sorted(set(after) - set(before))
     changed = sorted(p for p in set(after) & set(before) if after[p] != before[p])
+    code = result.returncode
     if new or changed:
         print(f"a chapter run alone wrote into the repository: new {new[:5]}, changed {changed[:5]}", file=sys.stderr)
-        return 1
-    if result.returncode == 0:
+        code = code or 1
+    if code == 0:
         shutil.rmtree(place, ignore_errors=True)
     else:
         print(f"the chapters' folders are kept for a look: {place}", file=sys.stderr)
-    return result.returncode
+    return code
 
 
 if __name__ == "__main__":
