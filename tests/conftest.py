@@ -11,7 +11,10 @@ import pytest
 import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Two cores' threads shared by the pytest-xdist workers `make test` starts (one each on this 2-core machine):
+# more threads than cores makes every torch call wait on the others.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // WORKERS))
 
 
 def write_avi(path: Path, n_frames: int, size=(80, 60), seed: int = 0, colour: bool = True) -> Path:

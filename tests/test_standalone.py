@@ -50,6 +50,11 @@ def test_the_alone_check_fails_a_printed_path_and_a_write_into_the_repository(al
     assert alone.main(["-k", "01_clean"]) == 0
     assert alone.main(["-k", "02_prints"]) == 1
     assert alone.main(["-k", "03_writes"]) == 1 and (repo / "written.txt").exists()
+    # two chapters at once, as `make test` runs them: the printed path still fails, the clean chapter alone passes
+    assert alone.main(["--workers", "2", "-k", "01_clean or 02_prints"]) == 1
+    assert alone.main(["--workers", "2", "-k", "01_clean"]) == 0
+    with pytest.raises(SystemExit, match="--workers needs a whole number"):
+        alone.take_workers(["--workers", "two"])
 
 
 def test_project_root_falls_back_to_the_working_folder(tmp_path, monkeypatch):

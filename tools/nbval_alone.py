@@ -1,6 +1,6 @@
 """nbval on every chapter, each alone in an empty folder, as in a fresh Colab runtime.
 
-    python tools/nbval_alone.py [more pytest arguments]
+    python tools/nbval_alone.py [--workers N] [more pytest arguments]
 
 Each notebook of book/ is copied alone into its own empty folder outside the repository and validated
 there with nbval (``--nbval-lax``: every cell runs without error), in the ``smoke`` profile unless
@@ -13,6 +13,10 @@ when a chapter writes into the repository or prints an absolute path (the reposi
 repository, where chapters share results and find the real data (a cell error fails that build:
 ``nb_execution_raise_on_error``). Those are the two places a chapter runs; executing the chapters a third
 time, with nbval inside the repository, checked nothing the book build does not.
+
+``--workers N`` validates N chapters at once (pytest-xdist; a chapter's cells stay together, in order, in one
+kernel: ``--dist loadfile``), each kernel on the machine's cores shared out (``OMP_NUM_THREADS``, unless set):
+a chapter spends much of its time starting, importing and drawing, on one core.
 """
 
 from __future__ import annotations
@@ -66,7 +70,19 @@ def repository_files() -> dict[str, tuple[int, int]]:
     return files
 
 
+def take_workers(argv: list[str]) -> tuple[int, list[str]]:
+    """``--workers N`` out of ``argv``: (N, the other arguments); 1 without it."""
+    if "--workers" not in argv:
+        return 1, argv
+    i = argv.index("--workers")
+    if i + 1 == len(argv) or not argv[i + 1].isdigit() or int(argv[i + 1]) < 1:
+        got = argv[i + 1] if i + 1 < len(argv) else "nothing"
+        raise SystemExit(f"--workers needs a whole number of chapters to run at once, 1 or more; got {got}")
+    return int(argv[i + 1]), argv[:i] + argv[i + 2:]
+
+
 def main(argv: list[str]) -> int:
+    workers, argv = take_workers(argv)
     chapters = sorted((ROOT / "book").glob("*.ipynb"))
     if not chapters:
         print(f"no chapter found in {ROOT / 'book'}", file=sys.stderr)
@@ -84,9 +100,13 @@ def main(argv: list[str]) -> int:
     env = {k: v for k, v in os.environ.items() if k != "VIDPRED_HOME"}
     env.setdefault("VIDPRED_PROFILE", "smoke")
     env["VIDPRED_ALONE_FORBIDDEN"] = json.dumps([str(ROOT), str(place)])
+    parallel = []
+    if workers > 1:
+        parallel = ["-n", str(workers), "--dist", "loadfile"]
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     before = repository_files()
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider",
-                             "--rootdir", str(place), *copies, *argv], cwd=place, env=env)
+                             "--rootdir", str(place), *parallel, *copies, *argv], cwd=place, env=env)
     after = repository_files()
     new = sorted(set(after) - set(before))
     changed = sorted(p for p in set(after) & set(before) if after[p] != before[p])
