@@ -20,7 +20,7 @@ from .utils import atomic_write
 CHECKPOINT_VERSION = 1
 # Model options that change only how a trained model predicts (chosen after training, on validation), not what
 # it learns: a run is the same run whatever they are set to.
-INFERENCE_OPTIONS = ("hold_still",)
+INFERENCE_OPTIONS = ("hold_still", "self_check")
 
 log = logging.getLogger(__name__)
 

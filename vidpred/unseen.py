@@ -27,14 +27,15 @@ def find_clips(start: str | os.PathLike | None = None) -> Path | None:
 
 
 def no_harm(runs, folder: Path, out_dir: Path, data_cfg, baselines: dict | None = None) -> dict:
-    """``runs`` (a RunSet: the real-trained models), copy-last and ``baselines`` ({name: predictor}, e.g. the blend
-    fitted on the real train split) on every clip of ``folder``, decoded as the real training footage was: the
-    payload of :func:`vidpred.evaluate.evaluate_clips` (per clip, each model's ``mse_vs_copy_last``), written to
-    ``out_dir``."""
+    """``runs`` (a RunSet: the real-trained models, or {name: predictor}), copy-last and ``baselines`` ({name:
+    predictor}, e.g. the blend fitted on the real train split) on every clip of ``folder``, decoded as the real
+    training footage was: the payload of :func:`vidpred.evaluate.evaluate_clips` (per clip, each model's
+    ``mse_vs_copy_last``), written to ``out_dir``."""
     from .evaluate import baseline_models, evaluate_clips, read_clips_folder
 
     clips, skipped = read_clips_folder(folder, data_cfg)
-    models = {**baseline_models(None, ("copy_last",)), **(baselines or {}), **runs.models()}
+    learned = runs if isinstance(runs, dict) else runs.models()
+    models = {**baseline_models(None, ("copy_last",)), **(baselines or {}), **learned}
     return evaluate_clips(models, clips, out_dir, data_cfg, device="cpu", skipped=skipped)
 
 

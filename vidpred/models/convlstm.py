@@ -29,6 +29,7 @@ class ConvLSTMConfig:
     output: str = "retrieve"  # "retrieve" (mix of past frames and a new one) | "gated"; retrieval.py
     analogue_window: int = 8  # "retrieve": inputs the analogue pointer compares (0: no pointer); retrieval.py
     hold_still: float = 0.0  # eval only: copy the last frame where the context is still (stillness.py; 0: off)
+    self_check: float = 0.0  # eval only: trust the future as far as the recent past was predicted (selfcheck.py)
     n_context: int = 30
     n_future: int = 15
 

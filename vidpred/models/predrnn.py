@@ -32,6 +32,7 @@ class PredRNNConfig:
     output: str = "retrieve"  # "retrieve" (mix of past frames and a new one) | "gated"; retrieval.py
     analogue_window: int = 8  # "retrieve": inputs the analogue pointer compares (0: no pointer); retrieval.py
     hold_still: float = 0.0  # eval only: copy the last frame where the context is still (stillness.py; 0: off)
+    self_check: float = 0.0  # eval only: trust the future as far as the recent past was predicted (selfcheck.py)
     decouple_beta: float = 0.0  # weight of the V2 decoupling loss (0 = PredRNN v1)
     reverse_scheduled_sampling: bool = False  # V2's sampling schedule
     n_context: int = 30

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from .base import Predictor, patchify
 from .retrieval import FrameReadout
 from .sampling import truth_masks
+from .selfcheck import self_check
 from .stillness import hold_still
 
 
@@ -109,8 +110,12 @@ class RecurrentPredictor(FrameReadout, Predictor):
 
     def forward(self, context: torch.Tensor, n_future: int = 15) -> torch.Tensor:
         predictions, _ = self.rollout(context, None, n_future)
-        future = predictions[:, context.shape[1] - 1 :].clamp(0, 1)  # (B, n_future, 1, H, W)
-        return future if self.training else hold_still(future, context, self.config.hold_still)
+        n_seen = context.shape[1] - 1  # predictions of frames 1 … n_context − 1: the context, one step ahead
+        future = predictions[:, n_seen:].clamp(0, 1)  # (B, n_future, 1, H, W)
+        if self.training:
+            return future
+        future = self_check(future, context, predictions[:, :n_seen], self.config.self_check)
+        return hold_still(future, context, self.config.hold_still)
 
     def masks(self, progress: float, context: torch.Tensor, n_future: int):
         cfg = self.config

@@ -6,7 +6,9 @@ the test split, and copies into ``vidpred/pretrained/<profile>/<model>/`` its we
 without the optimizer state), its ``log.jsonl``, and a ``manifest.json`` for the profile: model,
 configs, the identity of the training data (:func:`vidpred.runs.data_identity`), steps, seconds,
 device, torch version and the test metrics. ``tests/test_pretrained.py`` checks that each shipped
-checkpoint still gives the manifest's test metrics.
+checkpoint still gives the manifest's test metrics. With ``--refresh`` nothing is trained: the shipped
+checkpoints are shipped again with the profile's inference options as they are now (hold-still, self-check:
+chosen after training) and evaluated on the test split again.
 """
 
 from __future__ import annotations
@@ -58,28 +60,64 @@ def ship(profile: str = "book", models=None, runs: str | Path = "runs/ship", dev
         state = torch.load(folder / "last.pt", map_location="cpu", weights_only=True)
         for key in ("optimizer", "scaler", "rng"):  # resume state: not needed to predict, and large
             state.pop(key, None)
-        # The profile's inference options (hold_still, chosen on validation after training) as they are now: they
-        # are not part of the run, so a finished run is shipped again, not retrained, when they change.
-        state["model_config"] = model.config_dict()
-        target = out / name
-        target.mkdir(parents=True, exist_ok=True)
-        atomic_write(target / "last.pt", lambda handle, state=state: torch.save(state, handle))
-        thin_log(folder / "log.jsonl", target / "log.jsonl")
-        model.load_state_dict(state["state_dict"])
-        result = evaluate_model(model.cpu(), datasets["test"])
-        entry = {"model_config": state["model_config"], "train_config": state["train_config"],
-                 "data_config": state["data_config"], "steps": state["step"],
-                 "train_seconds": state["train_seconds"], "device": state["device"],
-                 "precision": state["precision"],
-                 "torch_version": state["torch_version"], "threads": torch.get_num_threads(),
-                 "test": {k: result[k] for k in HEADLINE}}
-        if "mse_without_hold_still" in result:  # what the hold-still read-out changed, on the same windows
-            entry["test_without_hold_still"] = {"hold_still": model.config.hold_still,
-                                                "mse": result["mse_without_hold_still"]}
-        manifest = update_manifest(out, {}, {name: entry})
-        print(f"shipped {name}: {state['step']} steps, {state['train_seconds'] / 60:.1f} min, test MSE {result['mse']:.5f} "
-              f"(blend {baselines['blend']['mse']:.5f}), moving {result['moving_mse']:.4f} "
-              f"(blend {baselines['blend']['moving_mse']:.4f})", flush=True)
+        (out / name).mkdir(parents=True, exist_ok=True)
+        thin_log(folder / "log.jsonl", out / name / "log.jsonl")
+        manifest = package(name, model, state, datasets["test"], out, baselines)
+    return manifest
+
+
+def package(name: str, model, state: dict, test, out: Path, baselines: dict) -> dict:
+    """Write ``state`` (a finished run, without resume state) as ``out/name/last.pt`` with the profile's inference
+    options as they are now (``model``'s config: hold_still and self_check, chosen on validation after training,
+    are not part of the run, so a finished run is shipped again, not retrained, when they change), evaluate it on
+    ``test`` and record it in the manifest."""
+    from ..evaluate import evaluate_model
+
+    state["model_config"] = model.config_dict()
+    target = out / name
+    target.mkdir(parents=True, exist_ok=True)
+    atomic_write(target / "last.pt", lambda handle, state=state: torch.save(state, handle))
+    model.load_state_dict(state["state_dict"])
+    result = evaluate_model(model.cpu(), test)
+    entry = {"model_config": state["model_config"], "train_config": state["train_config"],
+             "data_config": state["data_config"], "steps": state["step"],
+             "train_seconds": state["train_seconds"], "device": state["device"],
+             "precision": state["precision"],
+             "torch_version": state["torch_version"], "threads": torch.get_num_threads(),
+             "test": {k: result[k] for k in HEADLINE}}
+    if "mse_without_hold_still" in result:  # what the hold-still read-out changed, on the same windows
+        entry["test_without_hold_still"] = {"hold_still": model.config.hold_still,
+                                            "mse": result["mse_without_hold_still"]}
+    manifest = update_manifest(out, {}, {name: entry})
+    print(f"shipped {name}: {state['step']} steps, {state['train_seconds'] / 60:.1f} min, test MSE {result['mse']:.5f} "
+          f"(blend {baselines['blend']['mse']:.5f}), moving {result['moving_mse']:.4f} "
+          f"(blend {baselines['blend']['moving_mse']:.4f})", flush=True)
+    return manifest
+
+
+def refresh(profile: str = "book", models=None, threads: int | None = None) -> dict:
+    """Ship the shipped checkpoints of ``profile`` again with the profile's inference options as they are now,
+    without their runs and without training: each is evaluated on the test split again. A checkpoint whose
+    training config differs from the profile's is refused: that one needs ``ship`` (training)."""
+    from ..checkpoints import training_config
+    from ..data import windows
+    from ..models import build
+
+    if threads:
+        torch.set_num_threads(threads)
+    prof = get_profile(profile)
+    out = HERE / prof.name
+    manifest = json.loads((out / "manifest.json").read_text())
+    test = windows(prof.data)["test"]
+    for name in models or list(manifest["models"]):
+        state = torch.load(out / name / "last.pt", map_location="cpu", weights_only=True)
+        model = build(name, **prof.model_config(name))
+        if training_config(state["model_config"]) != training_config(model.config_dict()):
+            raise SystemExit(f"{out / name / 'last.pt'} was trained with another model config than the {prof.name} "
+                             f"profile's; re-create it with `python -m vidpred.pretrained --profile {prof.name} "
+                             f"--models {name}`")
+        manifest = package(name, model, state, test, out, manifest["baselines"])
+    return manifest
     return manifest
 
 
@@ -111,8 +149,14 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default="runs/ship", help="where the full runs (with optimizer state) go")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--refresh", action="store_true",
+                        help="no training: ship the shipped checkpoints again with the profile's inference options")
     args = parser.parse_args(argv)
-    ship(args.profile, args.models.split(",") if args.models else None, args.runs, args.device, args.threads)
+    models = args.models.split(",") if args.models else None
+    if args.refresh:
+        refresh(args.profile, models, args.threads)
+    else:
+        ship(args.profile, models, args.runs, args.device, args.threads)
     return 0
 
 
