@@ -5,6 +5,7 @@ with it trains nothing."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,8 @@ from vidpred.config import get_profile
 from vidpred.models import build
 from vidpred.models.selfcheck import RECENT, self_check, trust
 from vidpred.models.stillness import hold_still
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def sliding_square(batch: int = 2, size: int = 16) -> torch.Tensor:
@@ -106,3 +109,32 @@ def test_refresh_ships_a_checkpoint_again_with_the_profiles_options_and_refuses_
     write(build("convlstm", **{**config, "hidden": (4,)}))  # trained as another model: that needs training
     with pytest.raises(SystemExit, match="trained with another model config than the smoke profile's; re-create"):
         pretrained.refresh("smoke", ["convlstm"])
+
+
+def test_bench_stillness_reports_the_self_check_off_and_on(monkeypatch):
+    """``vidpred bench stillness`` gives, for a model with a self-check, its validation and test MSE with it off
+    and on at the chosen threshold: on is the model as it predicts; off equals the model built without it."""
+    from vidpred import runs as runs_module
+    from vidpred.bench.stillness import bench_stillness, held_mse
+    from vidpred.data import windows
+
+    config = get_profile("smoke").model_config("convlstm")
+    torch.manual_seed(0)
+    model = build("convlstm", **config, self_check=0.5)
+    state = {"model": "convlstm", "model_config": model.config_dict(), "state_dict": model.state_dict(), "step": 0}
+
+    class Shipped(runs_module.Run):
+        def describe(self) -> str:
+            return "an untrained convlstm"
+
+    found = runs_module.RunSet({"convlstm": Shipped("convlstm", ROOT / "none.pt", state)})
+    monkeypatch.setattr(runs_module, "runs_for", lambda *args, **kwargs: found)
+    result = bench_stillness("smoke", thresholds=(0.0, 0.3))
+    entry = result["self_check"]["convlstm"]
+    chosen = result["chosen"]
+    assert entry["tau"] == 0.5 and entry["val_mse"]["on"] == result["val_mse"]["convlstm"][(0.0, 0.3).index(chosen)]
+    plain = build("convlstm", **config)
+    plain.load_state_dict(model.state_dict())
+    val = windows(get_profile("smoke").data)["val"]
+    assert entry["val_mse"]["off"] == pytest.approx(held_mse(plain.eval(), val, (chosen,))[chosen], rel=1e-6)
+    assert entry["val_mse"]["off"] != pytest.approx(entry["val_mse"]["on"], rel=1e-4)  # it changed the prediction

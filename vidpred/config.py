@@ -180,7 +180,8 @@ def get_profile(name: str | None = None) -> Profile:
             # Each model holds still what the context shows still (vidpred.models.stillness), threshold chosen on the
             # real validation split: `vidpred bench stillness --profile real` (mean validation MSE of the four 0.01226
             # at 0.32 against 0.01259 off; re-run with the slowed and paused runs: 0.012294 at 0.32, 0.012291 at 0.24,
-            # 0.012502 off, a tie kept at 0.32). It changes how they predict, not what they learn.
+            # 0.012502 off, a tie kept at 0.32; with the recurrent models' self-check on: 0.012271 at 0.32, 0.012259 at
+            # 0.24, 0.1 % apart, kept). It changes how they predict, not what they learn.
             # A second read-out probed (not shipped): no jump, the prediction pulled toward the last frame so that
             # its first frame is at most k times as far (RMS) from the last as the last is from the one before.
             # With k = 2.04 (the real future keeps that bound in 95 % of validation windows): PredRNN on NTU 1.25x
@@ -197,7 +198,8 @@ def get_profile(name: str | None = None) -> Profile:
             # The recurrent models also check themselves (vidpred.models.selfcheck) with tau = 1, the rule's own value
             # (no worse than copy-last on the last 5 context frames), not tuned: validation holds no stops and barely
             # moves (real validation MSE, off against on: ConvLSTM 0.01224, 0.01222; PredRNN 0.01216, 0.01222;
-            # PredRNN-V2 0.01237, 0.01242; tau 0.8 costs 1-2 %). On the 13 unseen clips the PredRNNs' worst ratio
+            # PredRNN-V2 0.01237, 0.01242; tau 0.8 costs 1-2 %; `vidpred bench stillness --profile real` measures it
+            # off and on at its threshold). On the 13 unseen clips the PredRNNs' worst ratio
             # to copy-last goes from 3.08x and 3.59x (NTU, a cup lifted and held) to 1.01x and 0.99x, ConvLSTM's
             # from 1.55x to 1.43x. Checking 3 or 10 frames instead of 5 left more harm (at tau 1.5).
             models={name: {**config, "hold_still": 0.32, **({"self_check": 1.0} if name != "transformer" else {})}

@@ -2,7 +2,8 @@
 validation split. Each trained model of the profile predicts every validation window once without it; the
 prediction is then held still at each candidate threshold and scored. One threshold for all the models, the one
 with the lowest mean validation MSE, and the test split's MSE without and with it (reported, never used to
-choose)."""
+choose). For a model with a self-check (:mod:`vidpred.models.selfcheck`; on in all of the above), also its
+validation and test MSE at the chosen threshold with the self-check off: what it costs where nothing stops."""
 
 from __future__ import annotations
 
@@ -48,9 +49,20 @@ def bench_stillness(profile: str | None = None, models=None, thresholds=THRESHOL
     mean = {t: sum(v[t] for v in val.values()) / len(val) for t in thresholds}
     chosen = min(thresholds, key=mean.get)
     test = {name: held_mse(run.model(), datasets["test"], (0.0, chosen)) for name, run in found.runs.items()}
+    self_check = {}
+    for name, run in found.runs.items():
+        model = run.model()
+        tau = getattr(model.config, "self_check", 0)
+        if tau:
+            model.config.self_check = 0.0
+            self_check[name] = {"tau": tau, "val_mse": {"off": held_mse(model, datasets["val"], (chosen,))[chosen],
+                                                        "on": val[name][chosen]},
+                                "test_mse": {"off": held_mse(model, datasets["test"], (chosen,))[chosen],
+                                             "on": test[name][chosen]}}
     return {"machine": machine(), "profile": prof.name, "data": data["fingerprint"],
             "val_windows": len(datasets["val"]), "test_windows": len(datasets["test"]),
             "checkpoints": {name: run.describe() for name, run in found.runs.items()},
             "thresholds": list(thresholds), "val_mse": {n: list(v.values()) for n, v in val.items()},
             "val_mean_mse": list(mean.values()), "chosen": chosen,
-            "test_mse": {n: {"without": v[0.0], "with": v[chosen]} for n, v in test.items()}}
+            "test_mse": {n: {"without": v[0.0], "with": v[chosen]} for n, v in test.items()},
+            "self_check": self_check}
