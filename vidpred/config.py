@@ -201,7 +201,7 @@ def get_profile(name: str | None = None) -> Profile:
             # PredRNN-V2 0.01237, 0.01242; tau 0.8 costs 1-2 %; `vidpred bench stillness --profile real` measures it
             # off and on at its threshold). On the 13 unseen clips the PredRNNs' worst ratio
             # to copy-last goes from 3.08x and 3.59x (NTU, a cup lifted and held) to 1.01x and 0.99x, ConvLSTM's
-            # from 1.55x to 1.43x. Checking 3 or 10 frames instead of 5 left more harm (at tau 1.5).
+            # from 1.55x to 1.43x. Checking 3 or 10 frames instead of 5 left more harm on those clips (at tau 1.5).
             models={name: {**config, "hold_still": 0.32, **({"self_check": 1.0} if name != "transformer" else {})}
                     for name, config in book.models.items()},
             train_overrides=REAL_TRAIN,

@@ -118,7 +118,6 @@ def refresh(profile: str = "book", models=None, threads: int | None = None) -> d
                              f"--models {name}`")
         manifest = package(name, model, state, test, out, manifest["baselines"])
     return manifest
-    return manifest
 
 
 def thin_log(source: Path, target: Path, every: int = 10) -> None:
