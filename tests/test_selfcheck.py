@@ -130,6 +130,7 @@ def test_bench_stillness_reports_the_self_check_off_and_on(monkeypatch):
     found = runs_module.RunSet({"convlstm": Shipped("convlstm", ROOT / "none.pt", state)})
     monkeypatch.setattr(runs_module, "runs_for", lambda *args, **kwargs: found)
     result = bench_stillness("smoke", thresholds=(0.0, 0.3))
+    assert torch.is_grad_enabled()  # the bench left the process as it found it (a later training needs gradients)
     entry = result["self_check"]["convlstm"]
     chosen = result["chosen"]
     assert entry["tau"] == 0.5 and entry["val_mse"]["on"] == result["val_mse"]["convlstm"][(0.0, 0.3).index(chosen)]

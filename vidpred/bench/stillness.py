@@ -44,7 +44,6 @@ def bench_stillness(profile: str | None = None, models=None, thresholds=THRESHOL
     if not found.runs:
         raise FileNotFoundError(f"no trained {prof.name} checkpoints to choose for; train them first "
                                 f"(python -m vidpred.pretrained --profile {prof.name})")
-    torch.set_grad_enabled(False)
     val = {name: held_mse(run.model(), datasets["val"], thresholds) for name, run in found.runs.items()}
     mean = {t: sum(v[t] for v in val.values()) / len(val) for t in thresholds}
     chosen = min(thresholds, key=mean.get)
