@@ -60,9 +60,8 @@ def ship(profile: str = "book", models=None, runs: str | Path = "runs/ship", dev
         state = torch.load(folder / "last.pt", map_location="cpu", weights_only=True)
         for key in ("optimizer", "scaler", "rng"):  # resume state: not needed to predict, and large
             state.pop(key, None)
-        (out / name).mkdir(parents=True, exist_ok=True)
-        thin_log(folder / "log.jsonl", out / name / "log.jsonl")
         manifest = package(name, model, state, datasets["test"], out, baselines)
+        thin_log(folder / "log.jsonl", out / name / "log.jsonl")  # package made the folder
     return manifest
 
 
