@@ -282,8 +282,8 @@ def test_overfits_one_batch(variant):
     context, future = (torch.stack(t) for t in zip(data[0], data[7]))
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     losses = []
-    for step in range(150):  # teacher forcing first, free-running (as at inference) for the second half
-        loss, _ = model.training_loss(context, future, progress=min(1.0, step / 75))
+    for step in range(75):  # teacher forcing first, free-running (as at inference) for the second half
+        loss, _ = model.training_loss(context, future, progress=min(1.0, step / 37))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
