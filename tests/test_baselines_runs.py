@@ -211,3 +211,20 @@ def test_the_app_predicts_on_a_real_ucf101_upload(clip):
     assert set(rows) == {"copy_last", "context_mean", "blend", "analogue", "linear"}
     assert all(0 <= rows[n]["mse"] < 1 and 0 < rows[n]["ssim"] <= 1 for n in rows)
     assert rows["copy_last"]["mse"] > 0  # real video moves
+
+
+def test_the_table_by_label_divides_each_model_by_that_labels_best_baseline():
+    from vidpred.evaluate import format_by_label
+
+    rows = [{"model": "copy_last", "kind": "baseline"}, {"model": "blend", "kind": "baseline"},
+            {"model": "linear", "kind": "baseline"}, {"model": "convlstm", "kind": "learned"}]
+    groups = {"PushUps": {"windows": 10, "clips": 2, "mse": {"copy_last": 0.02, "blend": 0.01, "linear": 0.001,
+                                                              "convlstm": 0.008}},
+              "Squats": {"windows": 3, "clips": 1, "mse": {"copy_last": 0.004, "blend": 0.005, "linear": 0.001,
+                                                           "convlstm": 0.005}}}
+    lines = format_by_label(groups, rows).splitlines()
+    assert lines[1].split() == ["label", "(windows)", "best", "baseline", "convlstm"]
+    # linear is not a reference baseline: the bar is the best of copy-last, context mean, blend and analogue
+    assert lines[3].split() == ["PushUps", "(10)", "blend", "0.800"]
+    assert lines[4].split() == ["Squats", "(3)", "copy_last", "1.250"]
+    assert format_by_label({"PushUps": groups["PushUps"]}, rows) == ""  # one label: the pooled table says it all

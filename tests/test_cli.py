@@ -53,6 +53,12 @@ def test_train_evaluate_generate(tmp_path, monkeypatch, capsys):
     learned = [r for r in results["results"] if r["kind"] == "learned"]
     assert all(r["train_data"]["source"] == "synthetic" for r in learned)  # each row says what it was trained on
     assert results["eval_data"]["fingerprint"] == learned[0]["train_data"]["fingerprint"]
+    by_label = results["by_label"]  # each exercise apart, from the same windows
+    assert sum(g["windows"] for g in by_label.values()) == results["test_windows"] and len(by_label) > 1
+    assert all(set(g["mse"]) == {r["model"] for r in results["results"]} for g in by_label.values())
+    printed = capsys.readouterr().out
+    assert "MSE ÷ the best baseline's MSE on each label's windows" in printed
+    assert all(f"{label} ({g['windows']})" in printed for label, g in by_label.items())
     assert main(["generate", "--profile", "smoke", "--runs", str(runs), "--clips", "1", "--format", "mp4,gif"]) == 0
     for suffix in ("mp4", "gif"):
         frames = read_video(runs / "videos" / f"clip00.{suffix}")

@@ -139,7 +139,7 @@ def evaluate_all(runs: dict[str, Run | str | Path], dataset: WindowDataset, out_
                "latency": f"median of {latency_repeats} runs after a warm-up, batch 1, {torch.get_num_threads()} threads",
                "test_windows": len(dataset), "n_context": n_context, "n_future": n_future,
                "eval_data": data, "eval_data_text": describe_data(data) if data else None,
-               "motion_threshold": MOTION_THRESHOLD, "results": rows}
+               "motion_threshold": MOTION_THRESHOLD, "results": rows, "by_label": by_label(rows, dataset)}
     columns = ["model", "kind", *METRICS, "moving_mse", "mse_per_frame_sum", "params", "flops_per_clip",
                "inference_ms_per_clip", "train_steps", "train_seconds", "train_data_text"]
 
@@ -182,6 +182,27 @@ def format_table(rows: list[dict]) -> str:
     trained = {r["train_data_text"] for r in rows if r.get("train_data_text")}
     for text in sorted(trained):
         lines.append(f"models trained on: {text}")
+    return "\n".join(lines)
+
+
+def format_by_label(groups: dict[str, dict], rows: list[dict]) -> str:
+    """Each learned model's MSE ÷ the best baseline's, on each label's windows apart (each exercise): a plain-text
+    table of :func:`by_label`'s ``groups``, a line per label; empty with fewer than two labels or no baseline."""
+    learned = [r["model"] for r in rows if r["kind"] == "learned"]
+    references = [r["model"] for r in rows if r["model"] in REFERENCE_BASELINES]
+    if len(groups) < 2 or not learned or not references:
+        return ""
+    widths = [max(12, len(name) + 2) for name in learned]
+    header = f"{'label (windows)':<24}{'best baseline':>15}" + "".join(f"{m:>{w}}" for m, w in zip(learned, widths))
+    lines = ["MSE ÷ the best baseline's MSE on each label's windows (below 1: the model beats every baseline there)",
+             header, "-" * len(header)]
+    for label, group in groups.items():
+        mse = group["mse"]
+        best = min(references, key=mse.get)
+        ratios = "".join(f"{mse[m] / mse[best] if mse[best] > 0 else float('inf'):>{w}.3f}"
+                         for m, w in zip(learned, widths))
+        name = f"{label} ({group['windows']})"
+        lines.append(f"{name:<24}{best:>15}{ratios}")
     return "\n".join(lines)
 
 

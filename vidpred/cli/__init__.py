@@ -182,7 +182,7 @@ def _runs_and_data(args, profile: Profile):
 
 
 def cmd_evaluate(args) -> int:
-    from ..evaluate import evaluate_all, format_table
+    from ..evaluate import by_label, evaluate_all, format_by_label, format_table
 
     if args.out:
         writable_folder(args.out, "--out")  # before the long work, not after it
@@ -200,6 +200,9 @@ def cmd_evaluate(args) -> int:
     rows = evaluate_all(found.runs, datasets["test"], args.out or root, device=args.device,
                         train=datasets["train"], data=data)
     print(format_table(rows))
+    labels = format_by_label(by_label(rows, datasets["test"]), rows)
+    if labels:
+        print(f"\n{labels}")
     print(f"\nwrote {Path(args.out or root) / 'results.json'} and results.csv ({len(datasets['test'])} test windows "
           f"of {data['source']} data)")
     return 0
