@@ -48,7 +48,7 @@ book: $(STAMP)
 	@echo "open _build/html/index.html"
 
 # Tests and chapters two at a time (pytest-xdist; a test file's tests stay on one worker, so its fixtures are made
-# once): much of the suite waits on processes, servers, kernels and files. 2 cores: 26 min serial, 22 min so.
+# once): much of the suite waits on processes, servers, kernels and files. 2 cores without AVX-512: 26 min serial, 18-22 min so.
 TEST_WORKERS ?= 2
 
 test: $(STAMP) browser lint
