@@ -185,24 +185,30 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def versus_best_by_label(groups: dict[str, dict], models: list[str]) -> dict[str, tuple[str, dict[str, float]]]:
+    """For each label of :func:`by_label`'s ``groups``: the reference baseline best on its windows, and each of
+    ``models``' MSE ÷ that baseline's there: ``{label: (baseline, {model: ratio})}``."""
+    found = {}
+    for label, group in groups.items():
+        mse = group["mse"]
+        best = min((m for m in REFERENCE_BASELINES if m in mse), key=mse.get)
+        found[label] = best, {m: mse[m] / mse[best] if mse[best] > 0 else float("inf") for m in models}
+    return found
+
+
 def format_by_label(groups: dict[str, dict], rows: list[dict]) -> str:
     """Each learned model's MSE ÷ the best baseline's, on each label's windows apart (each exercise): a plain-text
     table of :func:`by_label`'s ``groups``, a line per label; empty with fewer than two labels or no baseline."""
     learned = [r["model"] for r in rows if r["kind"] == "learned"]
-    references = [r["model"] for r in rows if r["model"] in REFERENCE_BASELINES]
-    if len(groups) < 2 or not learned or not references:
+    if len(groups) < 2 or not learned or not any(r["model"] in REFERENCE_BASELINES for r in rows):
         return ""
     widths = [max(12, len(name) + 2) for name in learned]
     header = f"{'label (windows)':<24}{'best baseline':>15}" + "".join(f"{m:>{w}}" for m, w in zip(learned, widths))
     lines = ["MSE ÷ the best baseline's MSE on each label's windows (below 1: the model beats every baseline there)",
              header, "-" * len(header)]
-    for label, group in groups.items():
-        mse = group["mse"]
-        best = min(references, key=mse.get)
-        ratios = "".join(f"{mse[m] / mse[best] if mse[best] > 0 else float('inf'):>{w}.3f}"
-                         for m, w in zip(learned, widths))
-        name = f"{label} ({group['windows']})"
-        lines.append(f"{name:<24}{best:>15}{ratios}")
+    for label, (best, ratios) in versus_best_by_label(groups, learned).items():
+        name = f"{label} ({groups[label]['windows']})"
+        lines.append(f"{name:<24}{best:>15}" + "".join(f"{ratios[m]:>{w}.3f}" for m, w in zip(learned, widths)))
     return "\n".join(lines)
 
 
