@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import torch
 
-# Context frames whose one-step predictions are checked: a sixth of a second at 30 frames per second. 3 and 10
-# did as well on the real validation split and left more harm on the unseen clips of shared/realclips, which
-# took part in this one choice.
+# Context frames whose one-step predictions are checked: a fifth of a second at the real footage's 25 frames per
+# second. 3 and 10 did as well on the real validation split and left more harm on the unseen clips of
+# shared/realclips, which took part in this one choice.
 RECENT = 5
 
 
