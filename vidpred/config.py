@@ -176,7 +176,9 @@ def get_profile(name: str | None = None) -> Profile:
                              "predrnn_v2": dict(steps=1200, eval_every=400, checkpoint_every=400),
                              "transformer": dict(steps=4500, lr=1e-3, warmup_steps=100, eval_every=500,
                                                  checkpoint_every=500)},
-            live_steps={"convlstm": 60, "predrnn": 30, "predrnn_v2": 30, "transformer": 120},
+            # about half a minute each on 2 cores without AVX-512 (ConvLSTM 0.75 s a step, PredRNN 1.5 s, the
+            # transformer 0.4 s, plus two validations): twice these took 50-70 s each, and `make book` 21 min
+            live_steps={"convlstm": 30, "predrnn": 14, "predrnn_v2": 14, "transformer": 60},
         )
     if name == "real":
         # The real exercise set (vidpred.data.exercise; a mirror from $VIDPRED_EXERCISE_DIR, else downloaded),
