@@ -46,3 +46,27 @@ def test_labels_are_short_and_never_merge_two_clips():
     found = labels(names)
     assert found["short.mp4"] == "short" and found["v_Basketball_g01_c02.mp4"] == "v_Basketball…c02"
     assert len(set(found.values())) == len(names) and all(len(v) <= 18 for v in found.values())
+
+
+def test_no_harm_on_the_first_windows_of_each_clip_only(tmp_path):
+    """The smoke profile's quick check: the same table over each clip's first windows (every clip kept)."""
+    import numpy as np
+
+    from vidpred.config import get_profile
+    from vidpred.models import build
+    from vidpred.unseen import no_harm
+    from vidpred.video import write_video
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name, frames in (("a.mp4", 150), ("b.mp4", 80)):  # 25 fps: 8 and 3 windows of 45 frames, 15 apart
+        smooth = np.cumsum(rng.normal(0, 3, (frames, 1, 1)), 0) + rng.uniform(60, 200, (1, 64, 64))
+        write_video(folder / name, np.clip(smooth, 0, 255).astype(np.uint8), fps=25.0, preset="veryfast")
+    cfg = get_profile("real").data
+    models = {"context_mean": build("context_mean")}
+    every = no_harm(models, folder, tmp_path / "all", cfg)
+    first = no_harm(models, folder, tmp_path / "first", cfg, first_windows=2)
+    assert {c: e["windows"] for c, e in every["clips"].items()} == {"a.mp4": 8, "b.mp4": 3}
+    assert {c: e["windows"] for c, e in first["clips"].items()} == {"a.mp4": 2, "b.mp4": 2}
+    assert first["pooled"]["copy_last"]["windows"] == 4

@@ -26,14 +26,21 @@ def find_clips(start: str | os.PathLike | None = None) -> Path | None:
     return shared_folder("realclips", "README.md", start)
 
 
-def no_harm(runs, folder: Path, out_dir: Path, data_cfg, baselines: dict | None = None) -> dict:
+def no_harm(runs, folder: Path, out_dir: Path, data_cfg, baselines: dict | None = None,
+            first_windows: int | None = None) -> dict:
     """``runs`` (a RunSet: the real-trained models, or {name: predictor}), copy-last and ``baselines`` ({name:
     predictor}, e.g. the blend fitted on the real train split) on every clip of ``folder``, decoded as the real
     training footage was: the payload of :func:`vidpred.evaluate.evaluate_clips` (per clip, each model's
-    ``mse_vs_copy_last``), written to ``out_dir``."""
+    ``mse_vs_copy_last``), written to ``out_dir``. ``first_windows``: only each clip's first windows, at most that
+    many (the book's smoke profile, for the tests: the same table over fewer windows)."""
+    from .data.windows import Clip
     from .evaluate import baseline_models, evaluate_clips, read_clips_folder
 
     clips, skipped = read_clips_folder(folder, data_cfg)
+    if first_windows:
+        span = (data_cfg.window_length - 1) * data_cfg.frame_step + 1 + (first_windows - 1) * data_cfg.window_stride
+        clips = {name: [Clip(c.name, c.label, c.group, c.frames[:span]) for c in pieces[:1]]
+                 for name, pieces in clips.items()}
     learned = runs if isinstance(runs, dict) else runs.models()
     models = {**baseline_models(None, ("copy_last",)), **(baselines or {}), **learned}
     return evaluate_clips(models, clips, out_dir, data_cfg, device="cpu", skipped=skipped)
