@@ -177,7 +177,7 @@ def get_profile(name: str | None = None) -> Profile:
                              "transformer": dict(steps=4500, lr=1e-3, warmup_steps=100, eval_every=500,
                                                  checkpoint_every=500)},
             # about half a minute each on 2 cores without AVX-512 (ConvLSTM 0.75 s a step, PredRNN 1.5 s, the
-            # transformer 0.4 s, and one validation at the end): twice these took 50-70 s each, `make book` 21 min
+            # transformer 0.4 s, and its validations, book.model_chapter): twice these took 50-70 s each, `make book` 21 min
             live_steps={"convlstm": 30, "predrnn": 14, "predrnn_v2": 14, "transformer": 60},
         )
     if name == "real":
